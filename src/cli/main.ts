@@ -1,0 +1,283 @@
+import { Command, Option } from 'commander';
+import { buildGuestImage, defaultCacheDir } from '../lab/image.js';
+import { cleanLeftovers } from '../lab/clean.js';
+import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
+import { parseLink } from '../lab/link.js';
+import { parseWorkload } from '../lab/workload.js';
+import { MigrationSession, type Decision, type Progress } from '../migration/session.js';
+import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
+import { QmpClient } from '../qmp/index.js';
+import { UsageError } from '../util/errors.js';
+import { reportError } from './errors.js';
+import { decisionLine, labSummary, passTimeline, progressLine, table, mib } from './format.js';
+import { accel, collect, positiveInt, positiveNumber } from './options.js';
+
+/** Ctrl-C / SIGTERM cancel the migration under way; the finally blocks restore and tear down. */
+function interruptSignal(): AbortSignal {
+  const ctl = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (ctl.signal.aborted) return;
+    process.stderr.write(`\n${sig}: cancelling the migration and cleaning up…\n`);
+    ctl.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return ctl.signal;
+}
+
+function progressReporter(quiet: boolean) {
+  const tty = process.stderr.isTTY;
+  let lastPass = 0;
+  let lastDraw = 0;
+  return {
+    onProgress(p: Progress) {
+      if (quiet) return;
+      if (tty) {
+        if (performance.now() - lastDraw < 200) return;
+        lastDraw = performance.now();
+        process.stderr.write(`\r\x1b[2K${progressLine(p)}`.slice(0, (process.stderr.columns ?? 160) + 10));
+      } else if (p.pass !== lastPass) {
+        lastPass = p.pass;
+        process.stderr.write(progressLine(p) + '\n');
+      }
+    },
+    onDecision(d: Decision) {
+      if (quiet) return;
+      process.stderr.write(`${tty ? '\r\x1b[2K' : ''}${decisionLine(d)}\n`);
+    },
+    done() {
+      if (tty && !quiet) process.stderr.write('\r\x1b[2K');
+    },
+  };
+}
+
+function policyFrom(opts: { policy: string; policyOpt?: string[]; switchAtPass?: number }): ResolvedPolicy {
+  if (opts.switchAtPass !== undefined) {
+    if (opts.switchAtPass < 2)
+      throw new UsageError('--switch-at-pass must be 2 or more (pass 1 is the bulk copy)');
+    return resolvePolicy('switch-at-pass', { pass: opts.switchAtPass });
+  }
+  return resolvePolicy(opts.policy, parsePolicyOptions(opts.policyOpt ?? []));
+}
+
+const program = new Command('kvmigrate')
+  .description('Make QEMU live migration converge: observe every pass over QMP, decide with a policy, act.')
+  .option('--debug', 'print stack traces on errors')
+  .showHelpAfterError('(run with --help for usage)');
+
+const policyOptions = (cmd: Command) =>
+  cmd
+    .addOption(
+      new Option('--policy <name>', `convergence policy: ${Object.keys(POLICIES).join(', ')}`).default(
+        'stock',
+      ),
+    )
+    .option('--policy-opt <key=value>', 'policy option (repeatable)', collect, [])
+    .option(
+      '--switch-at-pass <k>',
+      'force switchover when pass K begins (policy switch-at-pass)',
+      positiveInt('--switch-at-pass'),
+    )
+    .option(
+      '--downtime-budget <ms>',
+      'downtime budget (the starting downtime-limit), ms',
+      positiveNumber('--downtime-budget'),
+      300,
+    )
+    .option(
+      '--deadline <s>',
+      'give up (cancel, source keeps running) after this many seconds',
+      positiveNumber('--deadline'),
+      120,
+    )
+    .option('--json', 'print only the JSON result on stdout')
+    .option('--quiet', 'no progress output');
+
+const lab = program.command('lab').description('the built-in lab: guest image, VM pairs on an emulated link');
+
+policyOptions(
+  lab
+    .command('migrate')
+    .description('start a lab pair, migrate it under a policy, verify the destination byte for byte')
+    .option('--workload <spec>', 'guest workload, e.g. idle, random:200, hotcold:32:256:90', 'random:200')
+    .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 512)
+    .option('--link <spec>', 'emulated link: 1gbit, 256mbit, none, …[,delay=1ms]', '1gbit')
+    .addOption(new Option('--accel <accel>', 'tcg or kvm').argParser(accel).default('tcg'))
+    .option('--port <port>', 'destination incoming port', positiveInt('--port'))
+    .option('--cache-dir <dir>', 'guest image cache (default $KVMIGRATE_CACHE or ~/.cache/kvmigrate)'),
+)
+  .addOption(
+    new Option('--downtime <ms>', 'alias of --downtime-budget').argParser(positiveNumber('--downtime')),
+  )
+  .action(async (o) => {
+    const workload = parseWorkload(o.workload);
+    const link = parseLink(o.link);
+    const policy = policyFrom(o);
+    const signal = interruptSignal();
+    const log = (l: string) => !o.quiet && process.stderr.write(l + '\n');
+    const pair = await Lab.start({
+      workload,
+      ramMiB: o.ram,
+      link,
+      accel: o.accel,
+      cacheDir: o.cacheDir,
+      port: o.port,
+      log,
+    });
+    let result: LabMigrationResult;
+    try {
+      const progress = progressReporter(o.quiet || o.json);
+      result = await migrateLab(pair, {
+        policy,
+        downtimeBudgetMs: o.downtime ?? o.downtimeBudget,
+        deadlineMs: o.deadline * 1000,
+        signal,
+        ...progress,
+      });
+      progress.done();
+    } finally {
+      await pair.destroy();
+    }
+    if (!o.json && !o.quiet)
+      process.stderr.write(`${passTimeline(result.migration)}\n${labSummary(result)}\n`);
+    process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
+    process.exitCode = result.success ? 0 : 1;
+  });
+
+lab
+  .command('image')
+  .description('build (or reuse) the guest image and print where it is')
+  .option('--cache-dir <dir>', 'image cache directory', defaultCacheDir())
+  .action(async (o) => {
+    const r = await buildGuestImage(o.cacheDir);
+    process.stdout.write(
+      `kernel ${r.image.kernel} (${r.kernelCached ? 'cached' : 'extracted'})\ninitrd ${r.image.initrd} (${
+        r.initrdCached ? 'cached' : 'built'
+      })\n${(r.ms / 1000).toFixed(2)} s\n`,
+    );
+  });
+
+lab
+  .command('clean')
+  .description('remove lab leftovers (QEMU processes, netns, veth, temp dirs named kvmm-*) after a crash')
+  .action(async () => {
+    const r = await cleanLeftovers();
+    process.stdout.write(
+      `removed ${r.qemuPids.length} QEMU process(es), ${r.netns.length} netns, ${r.links.length} link(s), ${r.dirs.length} dir(s)\n`,
+    );
+  });
+
+policyOptions(
+  program
+    .command('migrate')
+    .description('control a migration between two QEMU instances you run (QMP unix socket or HOST:PORT each)')
+    .requiredOption('--src <qmp>', "source's QMP socket path or HOST:PORT")
+    .requiredOption('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
+    .requiredOption('--uri <uri>', 'where the source sends, e.g. tcp:10.0.0.2:4444')
+    .option('--incoming <uri>', 'issue migrate-incoming on the destination first (for -incoming defer)')
+    .option('--allow-postcopy', 'let the policy switch to post-copy'),
+).action(async (o) => {
+  const policy = policyFrom(o);
+  const source = await QmpClient.connect(o.src);
+  const destination = await QmpClient.connect(o.dst).catch((e) => {
+    source.close();
+    throw e;
+  });
+  try {
+    const progress = progressReporter(o.quiet || o.json);
+    const result = await new MigrationSession({
+      source,
+      destination,
+      migrateUri: o.uri,
+      incomingUri: o.incoming,
+      policy,
+      downtimeBudgetMs: o.downtimeBudget,
+      deadlineMs: o.deadline * 1000,
+      postcopyPermitted: Boolean(o.allowPostcopy),
+      signal: interruptSignal(),
+      ...progress,
+    }).run();
+    progress.done();
+    if (!o.json && !o.quiet) {
+      process.stderr.write(
+        `${passTimeline(result)}\n${result.outcome}: ${result.reason}; total ${(result.totalTimeMs / 1000).toFixed(2)} s, downtime ${
+          result.qemuDowntimeMs
+        } ms, sent ${mib(result.transferredBytes)}\n`,
+      );
+    }
+    process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
+    process.exitCode = result.outcome === 'completed' ? 0 : 1;
+  } finally {
+    source.close();
+    destination.close();
+  }
+});
+
+program
+  .command('demo')
+  .description(
+    'run stock pre-copy against forced switchover on a memory-intensive lab guest and print the table',
+  )
+  .option('--workload <spec>', 'guest workload', 'random:200')
+  .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 512)
+  .option('--link <spec>', 'emulated link', '1gbit')
+  .option('--deadline <s>', 'deadline per migration, s', positiveNumber('--deadline'), 20)
+  .action(async (o) => {
+    const workload = parseWorkload(o.workload);
+    const link = parseLink(o.link);
+    const signal = interruptSignal();
+    const runs: [string, ResolvedPolicy][] = [
+      ['stock (300 ms)', resolvePolicy('stock')],
+      ['switch at pass 2', resolvePolicy('switch-at-pass', { pass: 2 })],
+      ['switch at pass 3', resolvePolicy('switch-at-pass', { pass: 3 })],
+    ];
+    const rows = [
+      ['policy', 'outcome', 'total', 'QEMU downtime', 'guest downtime', 'sent', 'passes', 'pages differ'],
+    ];
+    for (const [label, policy] of runs) {
+      if (signal.aborted) break;
+      process.stderr.write(`— ${label} —\n`);
+      const pair = await Lab.start({
+        workload,
+        ramMiB: o.ram,
+        link,
+        log: (l) => process.stderr.write(l + '\n'),
+      });
+      try {
+        const r = await migrateLab(pair, {
+          policy,
+          downtimeBudgetMs: 300,
+          deadlineMs: o.deadline * 1000,
+          signal,
+        });
+        const m = r.migration;
+        process.stderr.write(labSummary(r) + '\n');
+        rows.push([
+          label,
+          r.success ? 'success' : m.outcome,
+          `${(m.totalTimeMs / 1000).toFixed(2)} s`,
+          m.outcome === 'completed' ? `${m.qemuDowntimeMs} ms` : '-',
+          m.outcome === 'completed' && r.guestDowntimeMs !== undefined
+            ? `${r.guestDowntimeMs.toFixed(0)} ms`
+            : '-',
+          mib(m.transferredBytes),
+          String(m.passes.length),
+          r.verification ? String(r.verification.ram.differingPages) : '-',
+        ]);
+      } finally {
+        await pair.destroy();
+      }
+    }
+    process.stdout.write(
+      `\n${o.workload} on a ${o.ram} MiB guest, ${o.link} link, 300 ms downtime budget\n${table(rows)}\n`,
+    );
+  });
+
+export async function main(argv: string[]): Promise<void> {
+  const debug = argv.includes('--debug');
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    process.exitCode = reportError(err, debug);
+  }
+}

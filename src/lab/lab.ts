@@ -1,0 +1,314 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { MigrationSession, type MigrationResult, type SessionOptions } from '../migration/session.js';
+import {
+  QemuVm,
+  assertUsableForTcgMigration,
+  probeQemuVersion,
+  type QemuVersion,
+  type VmSpec,
+} from '../qemu/index.js';
+import { LabError } from '../util/errors.js';
+import { buildGuestImage, defaultCacheDir, type GuestImage } from './image.js';
+import { EmulatedLink, LAB_PREFIX, formatLink, type LinkSpec } from './link.js';
+import { compareGuestRam, guestRamRanges, type RamComparison, type RamRange } from './ram-compare.js';
+import { SerialConsole, longestGap } from './serial.js';
+import { formatWorkload, workloadFootprintMib, type WorkloadSpec } from './workload.js';
+
+export interface LabOptions {
+  workload: WorkloadSpec;
+  ramMiB: number;
+  vcpus?: number;
+  link: LinkSpec;
+  accel?: 'tcg' | 'kvm';
+  cacheDir?: string;
+  /** Destination's incoming port (default 4444 on the emulated link, a free one on loopback). */
+  port?: number;
+  log?: (line: string) => void;
+}
+
+export interface LabInfo {
+  id: string;
+  workload: string;
+  ramMiB: number;
+  link: string;
+  accel: 'tcg' | 'kvm';
+  qemu: string;
+  kernelPackage: string;
+  bootMs: number;
+}
+
+/**
+ * A lab pair: a source VM running the workload and a destination VM waiting for it (-incoming
+ * defer, -S so it stays paused after completion until verified), on an emulated link.
+ */
+export class Lab {
+  private constructor(
+    readonly info: LabInfo,
+    readonly dir: string,
+    readonly source: QemuVm,
+    readonly destination: QemuVm,
+    readonly sourceConsole: SerialConsole,
+    readonly destinationConsole: SerialConsole,
+    readonly link: EmulatedLink | undefined,
+    readonly migrateUri: string,
+  ) {}
+
+  static async start(opts: LabOptions): Promise<Lab> {
+    const accel = opts.accel ?? 'tcg';
+    const log = opts.log ?? (() => undefined);
+    if (workloadFootprintMib(opts.workload) > opts.ramMiB - 96) {
+      throw new LabError(
+        `workload ${formatWorkload(opts.workload)} needs more RAM than a ${opts.ramMiB} MiB guest has (keep ~96 MiB for the kernel): raise --ram`,
+      );
+    }
+    const version = await probeQemuVersion();
+    assertUsableForTcgMigration(version, accel);
+    if (accel === 'kvm') await assertKvmUsable();
+    const { image } = await buildGuestImage(opts.cacheDir ?? defaultCacheDir());
+
+    const id = randomBytes(3).toString('hex');
+    const dir = mkdtempSync(path.join(os.tmpdir(), `${LAB_PREFIX}-${id}-`));
+    const cleanup: (() => Promise<void>)[] = [async () => rmSync(dir, { recursive: true, force: true })];
+    const undo = async () => {
+      for (const f of cleanup.reverse()) await f().catch(() => undefined);
+    };
+    try {
+      let link: EmulatedLink | undefined;
+      let destAddr = '127.0.0.1';
+      let port = opts.port;
+      if (
+        opts.link.rateMbit !== undefined ||
+        opts.link.delayMs !== undefined ||
+        opts.link.lossPct !== undefined
+      ) {
+        link = await EmulatedLink.create(id, opts.link);
+        cleanup.push(() => link!.destroy());
+        destAddr = link.nsAddr;
+        port ??= 4444;
+      } else {
+        port ??= await freePort();
+      }
+      const t0 = performance.now();
+      const spec = (role: 'src' | 'dst'): VmSpec => ({
+        name: `${LAB_PREFIX}-${id}-${role}`,
+        ramMiB: opts.ramMiB,
+        vcpus: opts.vcpus ?? 1,
+        accel,
+        kernel: image.kernel,
+        initrd: image.initrd,
+        append: `console=ttyS0 quiet panic=-1 kvmw=${formatWorkload(opts.workload)}`,
+        qmpSocket: path.join(dir, `${role}.qmp`),
+        serialSocket: path.join(dir, `${role}.serial`),
+        serialLog: path.join(dir, `${role}.console.log`),
+        stderrLog: path.join(dir, `${role}.stderr.log`),
+        ...(role === 'dst' ? { incoming: 'defer' as const, startPaused: true, netns: link?.netns } : {}),
+      });
+      const source = await QemuVm.launch(spec('src'));
+      cleanup.push(() => source.destroy());
+      const sourceConsole = await SerialConsole.connect(source.spec.serialSocket);
+      cleanup.push(async () => sourceConsole.close());
+      const destination = await QemuVm.launch(spec('dst'));
+      cleanup.push(() => destination.destroy());
+      const destinationConsole = await SerialConsole.connect(destination.spec.serialSocket);
+      cleanup.push(async () => destinationConsole.close());
+
+      await waitForHeartbeats(sourceConsole, 3, 90_000, source);
+      const bootMs = performance.now() - t0;
+      log(
+        `lab ${id}: ${formatWorkload(opts.workload)} on ${opts.ramMiB} MiB, link ${formatLink(opts.link)}, booted in ${(bootMs / 1000).toFixed(1)} s`,
+      );
+      const info: LabInfo = {
+        id,
+        workload: formatWorkload(opts.workload),
+        ramMiB: opts.ramMiB,
+        link: formatLink(opts.link),
+        accel,
+        qemu: version.text,
+        kernelPackage: image.kernelPackage,
+        bootMs,
+      };
+      const lab = new Lab(
+        info,
+        dir,
+        source,
+        destination,
+        sourceConsole,
+        destinationConsole,
+        link,
+        `tcp:${destAddr}:${port}`,
+      );
+      lab.teardown = undo;
+      return lab;
+    } catch (err) {
+      await undo();
+      throw err;
+    }
+  }
+
+  private teardown: () => Promise<void> = async () => undefined;
+
+  /** Stops both VMs and removes the link and temp dir. Safe to call twice. */
+  async destroy(): Promise<void> {
+    const t = this.teardown;
+    this.teardown = async () => undefined;
+    await t();
+  }
+
+  async ramRanges(vm: QemuVm): Promise<RamRange[]> {
+    return guestRamRanges(vm.qmp, this.info.ramMiB * 2 ** 20);
+  }
+}
+
+export interface Verification {
+  /** Byte-for-byte comparison of source and destination guest RAM at switchover. */
+  ram: RamComparison;
+  /** The guest's own check, run on the destination after `cont`. */
+  guestCheck: { ok: boolean; line: string };
+  heartbeatResumed: boolean;
+}
+
+export interface LabMigrationResult {
+  lab: LabInfo;
+  migration: MigrationResult;
+  /** Longest heartbeat gap the guest showed across the switch (ms), less the time we held the destination paused to verify it. */
+  guestDowntimeMs?: number;
+  verification?: Verification;
+  /** After a cancel or failure: the source's heartbeat went on and its own integrity check passed. */
+  sourceRunsOn?: boolean;
+  sourceCheck?: { ok: boolean; line: string };
+  /** Bytes the source pushed into the emulated link during the migration. */
+  linkBytes?: number;
+  success: boolean;
+}
+
+export interface LabMigrationHooks {
+  /** Runs with the destination paused after completion, before the RAM comparison (tests use it to break things). */
+  beforeVerify?: (lab: Lab) => Promise<void>;
+}
+
+/** Migrates the lab's guest under a policy and verifies the outcome, whatever it is. */
+export async function migrateLab(
+  lab: Lab,
+  session: Omit<
+    SessionOptions,
+    'source' | 'destination' | 'migrateUri' | 'incomingUri' | 'resumeDestination'
+  >,
+  hooks: LabMigrationHooks = {},
+): Promise<LabMigrationResult> {
+  const tx0 = await lab.link?.txBytes();
+  const migration = await new MigrationSession({
+    ...session,
+    source: lab.source.qmp,
+    destination: lab.destination.qmp,
+    migrateUri: lab.migrateUri,
+    incomingUri: lab.migrateUri,
+    resumeDestination: false,
+  }).run();
+  const linkBytes = tx0 === undefined ? undefined : (await lab.link!.txBytes()) - tx0;
+  const { clock } = migration;
+
+  if (migration.outcome !== 'completed') {
+    // The source must run on: its heartbeat continues and its memory is intact.
+    const after = performance.now();
+    const sourceRunsOn = await beatsArrive(lab.sourceConsole, after, 3, 5000);
+    const sourceCheck = sourceRunsOn ? await lab.sourceConsole.integrityCheck() : undefined;
+    const guestDowntimeMs = longestGap(lab.sourceConsole.heartbeats, clock.startedAt, after);
+    return {
+      lab: lab.info,
+      migration,
+      guestDowntimeMs,
+      sourceRunsOn,
+      sourceCheck,
+      linkBytes,
+      success: false,
+    };
+  }
+
+  await hooks.beforeVerify?.(lab);
+  const [srcRanges, dstRanges] = await Promise.all([
+    lab.ramRanges(lab.source),
+    lab.ramRanges(lab.destination),
+  ]);
+  const ram = await compareGuestRam(
+    { pid: lab.source.pid, ranges: srcRanges },
+    { pid: lab.destination.pid, ranges: dstRanges },
+  );
+  const contAt = performance.now();
+  await lab.destination.qmp.execute('cont');
+  const heartbeatResumed = await beatsArrive(lab.destinationConsole, contAt, 1, 10_000);
+  const guestCheck = heartbeatResumed
+    ? await lab.destinationConsole.integrityCheck()
+    : { ok: false, line: 'no heartbeat from the destination after cont' };
+
+  // The guest stopped beating on the source at the switch and beats again on the destination after
+  // `cont`; the verification hold in between (destination paused by -S) is ours, not the migration's.
+  const lastSourceBeat =
+    lab.sourceConsole.heartbeats.filter((b) => b.at <= clock.endedAt).at(-1)?.at ?? clock.startedAt;
+  const arrivedAt = clock.destinationCompletedAt ?? clock.sourceCompletedAt ?? clock.endedAt;
+  const firstDestBeat = lab.destinationConsole.beatsAfter(contAt)[0]?.at;
+  const guestDowntimeMs =
+    firstDestBeat === undefined
+      ? undefined
+      : Math.max(0, arrivedAt - lastSourceBeat) + (firstDestBeat - contAt);
+  const verification: Verification = { ram, guestCheck, heartbeatResumed };
+  return {
+    lab: lab.info,
+    migration,
+    guestDowntimeMs,
+    verification,
+    linkBytes,
+    success: ram.differingPages === 0 && guestCheck.ok && heartbeatResumed,
+  };
+}
+
+async function waitForHeartbeats(c: SerialConsole, n: number, timeoutMs: number, vm: QemuVm): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (c.heartbeats.length < n) {
+    const err = c.lines.find((l) => l.text.startsWith('ERROR'));
+    if (err) throw new LabError(`the guest workload failed: ${err.text.slice(6)}`);
+    if (!vm.alive) throw new LabError(`QEMU (${vm.spec.name}) exited while the guest booted`);
+    if (performance.now() > deadline)
+      throw new LabError(
+        `the guest did not start its workload within ${timeoutMs / 1000} s (see ${vm.spec.serialLog})`,
+      );
+    await sleep(20);
+  }
+}
+
+async function beatsArrive(c: SerialConsole, since: number, n: number, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (c.beatsAfter(since).length < n) {
+    if (performance.now() > deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function assertKvmUsable(): Promise<void> {
+  const { access, constants } = await import('node:fs/promises');
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    throw new LabError(
+      '--accel kvm needs /dev/kvm (readable and writable); this host has none: use --accel tcg',
+    );
+  }
+}
+
+export type { GuestImage, QemuVersion };

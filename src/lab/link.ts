@@ -1,0 +1,138 @@
+import { run, runQuietly } from '../util/exec.js';
+import { LabError, UsageError } from '../util/errors.js';
+
+/** Name prefix of every netns, veth and temp dir the lab makes; `lab clean` removes what carries it. */
+export const LAB_PREFIX = 'kvmm';
+
+export interface LinkSpec {
+  /** Source → destination rate in Mbit/s; undefined = no emulated link (loopback, unlimited). */
+  rateMbit?: number;
+  delayMs?: number;
+  lossPct?: number;
+}
+
+/** Parses `1gbit`, `256mbit`, `2.5gbit`, `none`, optionally `,delay=1ms,loss=0.1%`. */
+export function parseLink(text: string): LinkSpec {
+  const [rate, ...opts] = text.trim().toLowerCase().split(',');
+  const spec: LinkSpec = {};
+  if (rate !== 'none') {
+    const m = /^(\d+(?:\.\d+)?)(g|m)bit$/.exec(rate ?? '');
+    if (!m)
+      throw new UsageError(
+        `bad link '${text}': use e.g. 1gbit, 256mbit, 2.5gbit or none, optionally ,delay=1ms`,
+      );
+    spec.rateMbit = Number(m[1]) * (m[2] === 'g' ? 1000 : 1);
+    if (spec.rateMbit <= 0) throw new UsageError(`bad link '${text}': the rate must be above 0`);
+  }
+  for (const opt of opts) {
+    const d = /^delay=(\d+(?:\.\d+)?)ms$/.exec(opt);
+    const l = /^loss=(\d+(?:\.\d+)?)%$/.exec(opt);
+    if (d) spec.delayMs = Number(d[1]);
+    else if (l) spec.lossPct = Number(l[1]);
+    else throw new UsageError(`bad link option '${opt}' in '${text}': use delay=<ms>ms or loss=<pct>%`);
+  }
+  return spec;
+}
+
+export function formatLink(l: LinkSpec): string {
+  const parts = [
+    l.rateMbit === undefined ? 'none' : l.rateMbit >= 1000 ? `${l.rateMbit / 1000}gbit` : `${l.rateMbit}mbit`,
+  ];
+  if (l.delayMs !== undefined) parts.push(`delay=${l.delayMs}ms`);
+  if (l.lossPct !== undefined) parts.push(`loss=${l.lossPct}%`);
+  return parts.join(',');
+}
+
+/**
+ * An emulated link: a network namespace for the destination, a veth pair into it, and a qdisc on
+ * the source side shaping what the source sends (tbf for the rate, netem for delay and loss).
+ * The kernel does the shaping because QEMU lifts its own max-bandwidth during stop-and-copy.
+ */
+export class EmulatedLink {
+  private constructor(
+    readonly id: string,
+    readonly spec: LinkSpec,
+    readonly netns: string,
+    readonly hostIf: string,
+    readonly hostAddr: string,
+    readonly nsAddr: string,
+  ) {}
+
+  static async create(id: string, spec: LinkSpec): Promise<EmulatedLink> {
+    const netns = `${LAB_PREFIX}-${id}`;
+    const hostIf = `${LAB_PREFIX}${id}s`.slice(0, 15);
+    const nsIf = `${LAB_PREFIX}${id}d`.slice(0, 15);
+    const [hostAddr, nsAddr] = await freeSubnet(id);
+    const link = new EmulatedLink(id, spec, netns, hostIf, hostAddr, nsAddr);
+    try {
+      await ip('netns', 'add', netns);
+      await ip('link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf);
+      await ip('link', 'set', nsIf, 'netns', netns);
+      await ip('addr', 'add', `${hostAddr}/30`, 'dev', hostIf);
+      await ip('link', 'set', hostIf, 'up');
+      await ip('-n', netns, 'addr', 'add', `${nsAddr}/30`, 'dev', nsIf);
+      await ip('-n', netns, 'link', 'set', nsIf, 'up');
+      await ip('-n', netns, 'link', 'set', 'lo', 'up');
+      await link.shape(spec);
+    } catch (err) {
+      await link.destroy();
+      if (err instanceof LabError) throw err;
+      throw new LabError(
+        `cannot set up the emulated link (needs root and iproute2): ${(err as Error).message}`,
+      );
+    }
+    return link;
+  }
+
+  /** Applies (or changes, mid-migration) the rate, delay and loss on the source → destination side. */
+  async shape(spec: LinkSpec): Promise<void> {
+    await runQuietly('tc', ['qdisc', 'del', 'dev', this.hostIf, 'root']);
+    const tbf = (parent: string[]) =>
+      spec.rateMbit === undefined
+        ? undefined
+        : ['qdisc', 'add', 'dev', this.hostIf, ...parent, 'tbf', 'rate', `${spec.rateMbit}mbit`,
+           // A burst of ≥ rate/HZ keeps tbf accurate at Gbit rates.
+           'burst', `${Math.max(32, Math.ceil((spec.rateMbit * 1e6) / 8 / 250 / 1024))}kb`, 'latency', '20ms']; // prettier-ignore
+    if (spec.delayMs !== undefined || spec.lossPct !== undefined) {
+      const netem = ['qdisc', 'add', 'dev', this.hostIf, 'root', 'handle', '1:', 'netem'];
+      if (spec.delayMs !== undefined) netem.push('delay', `${spec.delayMs}ms`);
+      if (spec.lossPct !== undefined) netem.push('loss', `${spec.lossPct}%`);
+      await run('tc', netem);
+      const child = tbf(['parent', '1:', 'handle', '2:']);
+      if (child) await run('tc', child);
+    } else {
+      const root = tbf(['root', 'handle', '1:']);
+      if (root) await run('tc', root);
+    }
+  }
+
+  /** Bytes the source side has sent into the link (veth TX counter). */
+  async txBytes(): Promise<number> {
+    const { stdout } = await run('cat', [`/sys/class/net/${this.hostIf}/statistics/tx_bytes`]);
+    return Number(stdout.trim());
+  }
+
+  async destroy(): Promise<void> {
+    // Deleting one end of a veth removes the pair and its qdiscs.
+    await runQuietly('ip', ['link', 'del', this.hostIf]);
+    await runQuietly('ip', ['netns', 'del', this.netns]);
+  }
+}
+
+async function ip(...args: string[]): Promise<void> {
+  await run('ip', args);
+}
+
+/** A /30 in 10.200.0.0/16 that no interface on this host uses yet, derived from the lab id. */
+async function freeSubnet(id: string): Promise<[string, string]> {
+  const { stdout } = await run('ip', ['-o', '-4', 'addr', 'show']);
+  let h = 0;
+  for (const c of id) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  for (let i = 0; i < 16384; i++) {
+    const block = (h + i) % 16384;
+    const base = block * 4;
+    const host = `10.200.${base >> 8}.${(base & 255) + 1}`;
+    if (!stdout.includes(` ${host}/`)) return [host, `10.200.${base >> 8}.${(base & 255) + 2}`];
+  }
+  throw new LabError('no free /30 left in 10.200.0.0/16 for the emulated link; run kvmigrate lab clean');
+}

@@ -1,0 +1,144 @@
+import { open } from 'node:fs/promises';
+import type { QmpClient } from '../qmp/index.js';
+import { LabError } from '../util/errors.js';
+
+const PAGE = 4096;
+const CHUNK = 4 << 20;
+const FOUR_GIB = 2 ** 32;
+
+export interface RamRange {
+  gpa: number;
+  hva: number;
+  length: number;
+}
+
+/**
+ * Where guest RAM lives inside the QEMU process. On the pc machine RAM below 4 GiB is one
+ * range from GPA 0; when -m reaches 3.5 GiB the low part stops at 3 GiB and the rest sits above
+ * 4 GiB. Each range's host address comes from HMP `gpa2hva`.
+ */
+export async function guestRamRanges(qmp: QmpClient, ramBytes: number): Promise<RamRange[]> {
+  const lowMem = ramBytes >= 0xe0000000 ? 0xc0000000 : ramBytes;
+  const ranges = [{ gpa: 0, length: lowMem }];
+  if (ramBytes > lowMem) ranges.push({ gpa: FOUR_GIB, length: ramBytes - lowMem });
+  const out: RamRange[] = [];
+  for (const r of ranges) {
+    const text = await qmp.hmp(`gpa2hva 0x${r.gpa.toString(16)}`);
+    const m = /is (0x[0-9a-f]+)/i.exec(text);
+    if (!m) throw new LabError(`cannot locate guest RAM in QEMU (gpa2hva said: ${text.trim()})`);
+    out.push({ ...r, hva: Number(BigInt(m[1]!)) });
+  }
+  return out;
+}
+
+export interface RamComparison {
+  pagesCompared: number;
+  differingPages: number;
+  /** Guest-physical addresses of the first differing pages (at most 16). */
+  firstDifferences: number[];
+  ms: number;
+}
+
+/** Compares two paused guests' RAM byte for byte through /proc/PID/mem (needs root). */
+export async function compareGuestRam(
+  a: { pid: number; ranges: RamRange[] },
+  b: { pid: number; ranges: RamRange[] },
+): Promise<RamComparison> {
+  const t0 = performance.now();
+  const fa = await open(`/proc/${a.pid}/mem`, 'r');
+  const fb = await open(`/proc/${b.pid}/mem`, 'r');
+  const bufA = Buffer.alloc(CHUNK);
+  const bufB = Buffer.alloc(CHUNK);
+  let pagesCompared = 0;
+  let differingPages = 0;
+  const firstDifferences: number[] = [];
+  try {
+    a.ranges.forEach((r, i) => {
+      if (b.ranges[i]?.length !== r.length) throw new LabError('source and destination RAM layouts differ');
+    });
+    for (const [i, ra] of a.ranges.entries()) {
+      const rb = b.ranges[i]!;
+      for (let off = 0; off < ra.length; off += CHUNK) {
+        const len = Math.min(CHUNK, ra.length - off);
+        await readFully(fa, bufA, len, ra.hva + off);
+        await readFully(fb, bufB, len, rb.hva + off);
+        pagesCompared += len / PAGE;
+        if (bufA.subarray(0, len).equals(bufB.subarray(0, len))) continue;
+        for (let p = 0; p < len; p += PAGE) {
+          if (!bufA.subarray(p, p + PAGE).equals(bufB.subarray(p, p + PAGE))) {
+            differingPages++;
+            if (firstDifferences.length < 16) firstDifferences.push(ra.gpa + off + p);
+          }
+        }
+      }
+    }
+  } finally {
+    await fa.close();
+    await fb.close();
+  }
+  return { pagesCompared, differingPages, firstDifferences, ms: performance.now() - t0 };
+}
+
+async function readFully(
+  fh: Awaited<ReturnType<typeof open>>,
+  buf: Buffer,
+  len: number,
+  pos: number,
+): Promise<void> {
+  let done = 0;
+  while (done < len) {
+    const { bytesRead } = await fh.read(buf, done, len - done, pos + done);
+    if (bytesRead === 0) throw new LabError(`short read of guest RAM at 0x${(pos + done).toString(16)}`);
+    done += bytesRead;
+  }
+}
+
+/** Reads one guest page of a (paused) QEMU process. */
+export async function readGuestPage(pid: number, hva: number): Promise<Buffer> {
+  const fh = await open(`/proc/${pid}/mem`, 'r');
+  try {
+    const buf = Buffer.alloc(PAGE);
+    await readFully(fh, buf, PAGE, hva);
+    return buf;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes one guest page of a (paused) QEMU process — for tests that must prove the checks can fail. */
+export async function writeGuestPage(pid: number, hva: number, data: Buffer): Promise<void> {
+  const fh = await open(`/proc/${pid}/mem`, 'r+');
+  try {
+    await fh.write(data, 0, data.length, hva);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Finds a page of the guest workload's region (it starts with the magic "KVMW", its index and
+ * its generation) by scanning RAM; returns its host address and header.
+ */
+export async function findWorkloadPage(
+  pid: number,
+  ranges: RamRange[],
+): Promise<{ hva: number; index: number; gen: bigint } | undefined> {
+  const fh = await open(`/proc/${pid}/mem`, 'r');
+  const buf = Buffer.alloc(CHUNK);
+  try {
+    for (const r of ranges) {
+      for (let off = 0; off < r.length; off += CHUNK) {
+        const len = Math.min(CHUNK, r.length - off);
+        await readFully(fh, buf, len, r.hva + off);
+        for (let p = 0; p < len; p += PAGE) {
+          if (buf.readUInt32LE(p) === 0x574d564b && buf.readBigUInt64LE(p + 8) > 1n) {
+            return { hva: r.hva + off + p, index: buf.readUInt32LE(p + 4), gen: buf.readBigUInt64LE(p + 8) };
+          }
+        }
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  return undefined;
+}

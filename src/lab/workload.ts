@@ -1,0 +1,49 @@
+import { UsageError } from '../util/errors.js';
+
+/** The guest program's dirty patterns; the string is passed verbatim on the kernel command line. */
+export type WorkloadSpec =
+  | { kind: 'idle' }
+  | { kind: 'random'; mib: number }
+  | { kind: 'hotcold'; hotMib: number; coldMib: number; hotPct: number }
+  | { kind: 'rate'; mib: number; pagesPerSec: number }
+  | { kind: 'sweep'; mib: number; mbps: number }
+  | { kind: 'phase'; mib: number; hotMib: number; periodS: number };
+
+const FORMS: Record<string, string[]> = {
+  idle: [],
+  random: ['mib'],
+  hotcold: ['hotMib', 'coldMib', 'hotPct'],
+  rate: ['mib', 'pagesPerSec'],
+  sweep: ['mib', 'mbps'],
+  phase: ['mib', 'hotMib', 'periodS'],
+};
+
+export const WORKLOAD_FORMS =
+  'idle, random:<MiB>, hotcold:<hotMiB>:<coldMiB>:<hotPct>, rate:<MiB>:<pagesPerSec>, sweep:<MiB>:<MBps>, phase:<MiB>:<hotMiB>:<periodS>';
+
+export function parseWorkload(text: string): WorkloadSpec {
+  const [kind, ...rest] = text.trim().split(':');
+  const fields = kind ? FORMS[kind] : undefined;
+  const bad = (why: string) =>
+    new UsageError(`unknown workload '${text}': ${why}; use one of ${WORKLOAD_FORMS}`);
+  if (!fields) throw bad(`no workload named '${kind}'`);
+  if (rest.length !== fields.length) throw bad(`${kind} takes ${fields.length} number(s)`);
+  const nums = rest.map((r) => (/^\d+$/.test(r) ? Number(r) : NaN));
+  if (nums.some((n) => !Number.isFinite(n))) throw bad('parameters must be whole numbers');
+  const spec = Object.fromEntries([['kind', kind], ...fields.map((f, i) => [f, nums[i]])]) as WorkloadSpec;
+  if (spec.kind === 'hotcold' && spec.hotPct > 100) throw bad('hotPct is at most 100');
+  if (spec.kind === 'phase' && spec.hotMib > spec.mib) throw bad('the hot window must fit in the region');
+  if (spec.kind !== 'idle' && 'mib' in spec && spec.mib === 0) throw bad('the region must be at least 1 MiB');
+  return spec;
+}
+
+export function formatWorkload(w: WorkloadSpec): string {
+  const fields = FORMS[w.kind]!;
+  return [w.kind, ...fields.map((f) => String((w as unknown as Record<string, number>)[f]))].join(':');
+}
+
+/** MiB the workload keeps in guest RAM (its region plus its generation table). */
+export function workloadFootprintMib(w: WorkloadSpec): number {
+  const region = w.kind === 'idle' ? 16 : w.kind === 'hotcold' ? w.hotMib + w.coldMib : w.mib;
+  return region * (1 + 8 / 4096);
+}

@@ -1,0 +1,392 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ResolvedPolicy } from '../policy/registry.js';
+import {
+  MAX_DOWNTIME_LIMIT_MS,
+  type Action,
+  type ControllerState,
+  type PassRecord,
+  type PolicySetup,
+} from '../policy/types.js';
+import { QmpError, type QmpClient, type QmpEvent } from '../qmp/index.js';
+import { KvmigrateError } from '../util/errors.js';
+import { PassTracker } from './pass-tracker.js';
+import { MigrationInfoSchema, TERMINAL_STATUSES, type MigrationInfo } from './query.js';
+
+/** A migration cannot start: wrong endpoints, mismatched VMs, a port in use. Nothing was changed. */
+export class MigrationSetupError extends KvmigrateError {}
+
+/** QEMU's max-bandwidth cap lifted (bytes/s): the link, not QEMU, sets the rate. */
+const UNLIMITED_BANDWIDTH = 100e9 / 8;
+
+export interface Decision {
+  atMs: number;
+  pass: number;
+  action: Action;
+}
+
+export interface Progress {
+  elapsedMs: number;
+  status: string;
+  pass: number;
+  remainingBytes: number;
+  transferredBytes: number;
+  ramBytes: number;
+  bandwidthBps: number;
+  dirtyPagesRate: number;
+  lastDecision?: Decision;
+}
+
+export type Outcome = 'completed' | 'failed' | 'cancelled';
+
+export interface MigrationResult {
+  outcome: Outcome;
+  /** Why it ended this way, in words. */
+  reason: string;
+  qemuStatus: string;
+  policy: string;
+  policyConfig: unknown;
+  downtimeBudgetMs: number;
+  deadlineMs: number;
+  ramBytes: number;
+  /** QEMU's `total-time`, ms. */
+  totalTimeMs: number;
+  /** From `migrate` to the end as this controller saw it, ms. */
+  wallMs: number;
+  /** QEMU's `downtime` (stop-and-copy pause), ms. */
+  qemuDowntimeMs: number;
+  setupTimeMs: number;
+  transferredBytes: number;
+  passes: PassRecord[];
+  decisions: Decision[];
+  /** From the first forcing action (switchover/postcopy/pause) to QEMU leaving `active`, ms. */
+  actionLatencyMs?: number;
+  /** Controller CPU time ÷ wall time, % of one core. */
+  controllerCpuPct: number;
+  /** performance.now() clock: when `migrate` was issued, and when each side reported completion. */
+  clock: { startedAt: number; sourceCompletedAt?: number; destinationCompletedAt?: number; endedAt: number };
+  error?: string;
+}
+
+export interface SessionOptions {
+  source: QmpClient;
+  destination: QmpClient;
+  /** URI the source sends to, e.g. tcp:10.200.0.2:4444. */
+  migrateUri: string;
+  /** If set, `migrate-incoming` is issued on the destination (started with -incoming defer). */
+  incomingUri?: string;
+  policy: ResolvedPolicy;
+  downtimeBudgetMs: number;
+  deadlineMs: number;
+  pollMs?: number;
+  postcopyPermitted?: boolean;
+  onDeadline?: 'abort' | 'switchover' | 'postcopy';
+  /** `cont` the destination after completion when it is left paused (default true). */
+  resumeDestination?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  onDecision?: (d: Decision) => void;
+}
+
+/**
+ * One migration between a source and a destination QEMU: observe every pass, ask the policy,
+ * apply its actions, and on every way out leave exactly one guest able to run.
+ */
+export class MigrationSession {
+  private readonly tracker = new PassTracker();
+  private readonly decisions: Decision[] = [];
+  private readonly applied: ControllerState['actions'] = [];
+  private downtimeLimitMs = 0;
+  private ramBytes = 0;
+  private startedAt = 0;
+  private sourceWasRunning = true;
+  private statusChangedAt: { status: string; at: number }[] = [];
+  private destinationCompletedAt: number | undefined;
+  private firstForcingAt: number | undefined;
+  private wake: (() => void) | undefined;
+  private readonly pollMs: number;
+
+  constructor(private readonly opts: SessionOptions) {
+    this.pollMs = opts.pollMs ?? 40;
+  }
+
+  async run(): Promise<MigrationResult> {
+    const { source: src, destination: dst, policy } = this.opts;
+    const setup = policy.policy.setup(policy.config, {
+      downtimeBudgetMs: this.opts.downtimeBudgetMs,
+      postcopyPermitted: this.opts.postcopyPermitted ?? false,
+    });
+    await this.preflight();
+    await this.configure(setup);
+
+    const onSrcEvent = (e: QmpEvent) => {
+      if (e.event === 'MIGRATION')
+        this.statusChangedAt.push({ status: String(e.data.status), at: e.receivedAt });
+      if (e.event === 'MIGRATION' || e.event === 'MIGRATION_PASS') this.wake?.();
+    };
+    const onDstEvent = (e: QmpEvent) => {
+      if (e.event === 'MIGRATION' && e.data.status === 'completed')
+        this.destinationCompletedAt = e.receivedAt;
+    };
+    src.on('event', onSrcEvent);
+    dst.on('event', onDstEvent);
+    const cpu0 = process.cpuUsage();
+    this.startedAt = performance.now();
+    try {
+      await src.execute('migrate', { uri: this.opts.migrateUri });
+      return await this.loop(cpu0);
+    } finally {
+      src.off('event', onSrcEvent);
+      dst.off('event', onDstEvent);
+    }
+  }
+
+  /** Checks both ends before touching anything. */
+  private async preflight(): Promise<void> {
+    const { source: src, destination: dst } = this.opts;
+    const [srcStatus, dstStatus] = await Promise.all([
+      src.execute<{ status: string }>('query-status'),
+      dst.execute<{ status: string }>('query-status'),
+    ]);
+    if (dstStatus.status !== 'inmigrate') {
+      throw new MigrationSetupError(
+        `the destination is not waiting for a migration (its status is '${dstStatus.status}'): start it with -incoming defer or -incoming tcp:HOST:PORT`,
+      );
+    }
+    if (!['running', 'paused', 'prelaunch'].includes(srcStatus.status)) {
+      throw new MigrationSetupError(`the source cannot be migrated in status '${srcStatus.status}'`);
+    }
+    this.sourceWasRunning = srcStatus.status === 'running';
+    const srcMigrate = MigrationInfoSchema.parse(await src.execute('query-migrate'));
+    if (srcMigrate.status && !TERMINAL_STATUSES.has(srcMigrate.status) && srcMigrate.status !== 'none') {
+      throw new MigrationSetupError(`the source is already migrating (status '${srcMigrate.status}')`);
+    }
+    const [srcMem, dstMem] = await Promise.all(
+      [src, dst].map((q) => q.execute<{ 'base-memory': number }>('query-memory-size-summary')),
+    );
+    if (srcMem!['base-memory'] !== dstMem!['base-memory']) {
+      const mib = (b: number) => `${Math.round(b / 2 ** 20)} MiB`;
+      throw new MigrationSetupError(
+        `source has ${mib(srcMem!['base-memory'])} of RAM, destination ${mib(dstMem!['base-memory'])}: start the destination with the same -m`,
+      );
+    }
+    this.ramBytes = srcMem!['base-memory'];
+  }
+
+  private async configure(setup: PolicySetup): Promise<void> {
+    const { source: src, destination: dst } = this.opts;
+    const caps = (postcopy: boolean, autoConverge: boolean) => [
+      { capability: 'events', state: true },
+      { capability: 'postcopy-ram', state: postcopy },
+      ...(autoConverge ? [{ capability: 'auto-converge', state: true }] : []),
+    ];
+    await src.execute('migrate-set-capabilities', { capabilities: caps(setup.postcopy, setup.autoConverge) });
+    await dst.execute('migrate-set-capabilities', { capabilities: caps(setup.postcopy, false) });
+    this.downtimeLimitMs = setup.downtimeLimitMs;
+    await src.execute('migrate-set-parameters', {
+      'downtime-limit': Math.round(setup.downtimeLimitMs),
+      'max-bandwidth': UNLIMITED_BANDWIDTH,
+    });
+    if (this.opts.incomingUri) {
+      try {
+        await dst.execute('migrate-incoming', { uri: this.opts.incomingUri });
+      } catch (err) {
+        if (err instanceof QmpError && /in use/i.test(err.desc)) {
+          throw new MigrationSetupError(
+            `the destination cannot listen on ${this.opts.incomingUri}: the port is already in use; choose another port`,
+          );
+        }
+        throw err;
+      }
+    }
+  }
+
+  private async loop(cpu0: NodeJS.CpuUsage): Promise<MigrationResult> {
+    const { source: src, policy } = this.opts;
+    let info: MigrationInfo = {};
+    let deadlineHandled = false;
+    let endReason: string | undefined;
+    let forcedOutcome: Outcome | undefined;
+    let error: string | undefined;
+    try {
+      for (;;) {
+        const woke = new Promise<void>((r) => (this.wake = r));
+        info = MigrationInfoSchema.parse(await src.execute('query-migrate'));
+        const now = performance.now();
+        const elapsedMs = now - this.startedAt;
+        const status = info.status ?? 'none';
+        if (TERMINAL_STATUSES.has(status)) break;
+        const atPassEnd = this.tracker.observe(info, elapsedMs, this.downtimeLimitMs);
+        const state = this.state(info, elapsedMs, atPassEnd);
+
+        if (this.opts.signal?.aborted && !endReason) {
+          endReason = 'interrupted: cancelled by the user';
+          await this.apply({ kind: 'abort', reason: endReason }, state, true);
+        } else if (elapsedMs >= this.opts.deadlineMs && !deadlineHandled) {
+          deadlineHandled = true;
+          const kind = this.opts.onDeadline ?? 'abort';
+          endReason = `deadline of ${Math.round(this.opts.deadlineMs / 1000)} s reached → ${kind}`;
+          await this.apply({ kind, reason: endReason } as Action, state, true);
+        } else if (elapsedMs >= this.opts.deadlineMs * 1.5 + 30_000 && status !== 'postcopy-active') {
+          endReason = 'the deadline action did not finish the migration → abort';
+          await this.apply({ kind: 'abort', reason: endReason }, state, true);
+        } else if (status === 'active' || status === 'postcopy-active' || status === 'setup') {
+          const action = policy.policy.decide(state, policy.config);
+          if (action.kind !== 'continue' || atPassEnd) this.log(state, action);
+          if (action.kind !== 'continue') await this.apply(action, state, false);
+        }
+        this.opts.onProgress?.(this.progress(info, state));
+        await Promise.race([sleep(this.pollMs), woke]);
+      }
+    } catch (err) {
+      error = (err as Error).message;
+      forcedOutcome = 'failed';
+      endReason = `controller lost contact with the source: ${error}`;
+      await src.execute('migrate_cancel').catch(() => undefined);
+    }
+    const endedAt = performance.now();
+    this.tracker.finish(info, endedAt - this.startedAt);
+    const status = info.status ?? 'unknown';
+    const outcome: Outcome =
+      forcedOutcome ?? (status === 'completed' ? 'completed' : status === 'failed' ? 'failed' : 'cancelled');
+    await this.restore(outcome);
+    const cpu = process.cpuUsage(cpu0);
+    const wallMs = endedAt - this.startedAt;
+    return {
+      outcome,
+      reason:
+        endReason ??
+        (outcome === 'completed'
+          ? 'QEMU completed the migration'
+          : `QEMU reports ${status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`),
+      qemuStatus: status,
+      policy: policy.policy.name,
+      policyConfig: policy.config,
+      downtimeBudgetMs: this.opts.downtimeBudgetMs,
+      deadlineMs: this.opts.deadlineMs,
+      ramBytes: this.ramBytes,
+      totalTimeMs: info['total-time'] ?? wallMs,
+      wallMs,
+      qemuDowntimeMs: info.downtime ?? 0,
+      setupTimeMs: info['setup-time'] ?? 0,
+      transferredBytes: info.ram?.transferred ?? this.tracker.passes.reduce((s, p) => s + p.bytesSent, 0),
+      passes: this.tracker.passes,
+      decisions: this.decisions,
+      actionLatencyMs: this.actionLatency(),
+      controllerCpuPct: ((cpu.user + cpu.system) / 1000 / wallMs) * 100,
+      clock: {
+        startedAt: this.startedAt,
+        sourceCompletedAt: this.statusChangedAt.find((s) => s.status === 'completed')?.at,
+        destinationCompletedAt: this.destinationCompletedAt,
+        endedAt,
+      },
+      ...(error || info['error-desc'] ? { error: error ?? info['error-desc'] } : {}),
+    };
+  }
+
+  private state(info: MigrationInfo, elapsedMs: number, atPassEnd: boolean): ControllerState {
+    const passes = this.tracker.passes;
+    const last = passes.at(-1);
+    const ram = info.ram;
+    const bandwidthBps =
+      last?.bandwidthBps || (ram && elapsedMs > 0 ? ram.transferred / (elapsedMs / 1000) : 0);
+    return {
+      elapsedMs,
+      status: info.status ?? 'none',
+      passes,
+      currentPass: this.tracker.currentPass,
+      atPassEnd,
+      ramBytes: this.ramBytes,
+      remainingBytes: ram?.remaining ?? this.ramBytes,
+      transferredBytes: ram?.transferred ?? 0,
+      bandwidthBps,
+      downtimeBudgetMs: this.opts.downtimeBudgetMs,
+      deadlineMs: this.opts.deadlineMs,
+      downtimeLimitMs: this.downtimeLimitMs,
+      postcopyPermitted: this.opts.postcopyPermitted ?? false,
+      actions: this.applied,
+    };
+  }
+
+  private log(state: ControllerState, action: Action): void {
+    const d = { atMs: state.elapsedMs, pass: state.currentPass, action };
+    this.decisions.push(d);
+    this.opts.onDecision?.(d);
+  }
+
+  /** Applies one action to QEMU. One-shot actions are applied once; `safety` ones are logged here. */
+  private async apply(action: Action, state: ControllerState, safety: boolean): Promise<void> {
+    const { source: src } = this.opts;
+    if (safety) this.log(state, action);
+    const once = action.kind !== 'setDowntimeLimit' && action.kind !== 'continue';
+    if (once && this.applied.some((a) => a.kind === action.kind)) return;
+    this.applied.push({ kind: action.kind, atMs: state.elapsedMs, pass: state.currentPass });
+    if (['switchover', 'postcopy', 'pause'].includes(action.kind)) this.firstForcingAt ??= performance.now();
+    switch (action.kind) {
+      case 'continue':
+        return;
+      case 'setDowntimeLimit':
+      case 'switchover': {
+        const ms = Math.min(
+          MAX_DOWNTIME_LIMIT_MS,
+          Math.round(action.downtimeLimitMs ?? MAX_DOWNTIME_LIMIT_MS),
+        );
+        if (ms === this.downtimeLimitMs) return;
+        await src.execute('migrate-set-parameters', { 'downtime-limit': ms });
+        this.downtimeLimitMs = ms;
+        return;
+      }
+      case 'postcopy':
+        if (!this.opts.postcopyPermitted) return;
+        await src.execute('migrate-start-postcopy');
+        return;
+      case 'pause':
+        await src.execute('stop');
+        return;
+      case 'abort':
+        if (state.status === 'postcopy-active') return; // the guest already runs on the destination
+        await src.execute('migrate_cancel');
+        return;
+      default: {
+        const never: never = action;
+        throw new Error(`unhandled action ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  /** After the end: exactly one guest runs. */
+  private async restore(outcome: Outcome): Promise<void> {
+    const { source: src, destination: dst } = this.opts;
+    if (outcome === 'completed') {
+      if (this.opts.resumeDestination ?? true) {
+        const s = await dst.execute<{ status: string }>('query-status').catch(() => undefined);
+        if (s && s.status !== 'running') await dst.execute('cont').catch(() => undefined);
+      }
+      return;
+    }
+    // Cancelled or failed: the source must run again (QEMU restarts it unless we paused it),
+    // unless the user had it paused before we started.
+    const s = await src.execute<{ status: string }>('query-status').catch(() => undefined);
+    if (this.sourceWasRunning && s && s.status !== 'running')
+      await src.execute('cont').catch(() => undefined);
+  }
+
+  private actionLatency(): number | undefined {
+    if (this.firstForcingAt === undefined) return undefined;
+    const left = this.statusChangedAt.find((s) => s.at >= this.firstForcingAt! && s.status !== 'active');
+    return left ? left.at - this.firstForcingAt : undefined;
+  }
+
+  private progress(info: MigrationInfo, state: ControllerState): Progress {
+    return {
+      elapsedMs: state.elapsedMs,
+      status: state.status,
+      pass: state.currentPass,
+      remainingBytes: state.remainingBytes,
+      transferredBytes: state.transferredBytes,
+      ramBytes: state.ramBytes,
+      bandwidthBps: state.bandwidthBps,
+      dirtyPagesRate: info.ram?.['dirty-pages-rate'] ?? 0,
+      lastDecision: this.decisions.at(-1),
+    };
+  }
+}

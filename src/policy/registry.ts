@@ -1,0 +1,50 @@
+import type { z } from 'zod';
+import { KvmigrateError } from '../util/errors.js';
+import { stock } from './stock.js';
+import { switchAtPass } from './switch-at-pass.js';
+import type { Policy } from './types.js';
+
+export class PolicyConfigError extends KvmigrateError {}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const POLICIES: Record<string, Policy<any>> = {
+  [stock.name]: stock,
+  [switchAtPass.name]: switchAtPass,
+};
+
+export interface ResolvedPolicy<C = unknown> {
+  policy: Policy<C>;
+  config: C;
+}
+
+/** Looks a policy up by name and validates its options (`k=v` strings from the CLI, or an object). */
+export function resolvePolicy(name: string, options: Record<string, unknown> = {}): ResolvedPolicy {
+  const policy = POLICIES[name];
+  if (!policy) {
+    throw new PolicyConfigError(
+      `unknown policy '${name}': choose one of ${Object.keys(POLICIES).join(', ')}`,
+    );
+  }
+  const parsed = (policy.configSchema as z.ZodType).safeParse(options);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = issue.path.join('.') || Object.keys(options)[0] || '';
+    const what =
+      issue.code === 'unrecognized_keys'
+        ? `unknown option ${issue.keys.join(', ')}`
+        : `${key}: ${issue.message}`;
+    throw new PolicyConfigError(`bad option for policy ${name}: ${what}`);
+  }
+  return { policy, config: parsed.data };
+}
+
+/** Parses CLI `--policy-opt k=v` pairs. */
+export function parsePolicyOptions(pairs: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const p of pairs) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new PolicyConfigError(`bad --policy-opt '${p}': use key=value`);
+    out[p.slice(0, eq)] = p.slice(eq + 1);
+  }
+  return out;
+}

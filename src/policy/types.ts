@@ -1,0 +1,97 @@
+import { z } from 'zod';
+
+/** One pass: the interval during which QEMU's dirty-sync-count has one value. Pass 1 is the bulk copy. */
+export const PassRecordSchema = z.object({
+  pass: z.number().int().positive(),
+  /** ms since `migrate` was issued. */
+  startMs: z.number(),
+  endMs: z.number(),
+  /** Bytes QEMU sent during the pass (`ram.transferred` delta). */
+  bytesSent: z.number().nonnegative(),
+  /** Full pages and zero pages sent (`ram.normal`, `ram.duplicate` deltas). */
+  normalPages: z.number().nonnegative(),
+  zeroPages: z.number().nonnegative(),
+  /** `ram.remaining` right after the sync that began the pass: what the pass had to send. */
+  remainingAtStartBytes: z.number().nonnegative(),
+  /** `ram.remaining` right after the sync that ended it: what the guest re-dirtied meanwhile. */
+  dirtyAtEndBytes: z.number().nonnegative(),
+  /** bytesSent ÷ pass wall time. */
+  bandwidthBps: z.number().nonnegative(),
+  /** QEMU's own `ram.mbps` at the end of the pass. */
+  qemuMbps: z.number().nonnegative(),
+  /** QEMU's `ram.dirty-pages-rate` (pages/s; recomputed only at syncs ≥1 s apart). */
+  dirtyPagesRate: z.number().nonnegative(),
+  downtimeLimitMs: z.number().nonnegative(),
+});
+export type PassRecord = z.infer<typeof PassRecordSchema>;
+
+export const ActionSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('continue'), reason: z.string() }),
+  z.object({
+    kind: z.literal('setDowntimeLimit'),
+    downtimeLimitMs: z.number().positive(),
+    reason: z.string(),
+  }),
+  /** Force stop-and-copy: raise downtime-limit (to `downtimeLimitMs`, else to QEMU's maximum). */
+  z.object({
+    kind: z.literal('switchover'),
+    downtimeLimitMs: z.number().positive().optional(),
+    reason: z.string(),
+  }),
+  z.object({ kind: z.literal('postcopy'), reason: z.string() }),
+  z.object({ kind: z.literal('pause'), reason: z.string() }),
+  z.object({ kind: z.literal('abort'), reason: z.string() }),
+]);
+export type Action = z.infer<typeof ActionSchema>;
+export type ActionKind = Action['kind'];
+
+/** What a policy sees: the migration so far. Plain data, so the simulator can build it too. */
+export interface ControllerState {
+  /** ms since `migrate`. */
+  elapsedMs: number;
+  /** QEMU's migration status. */
+  status: string;
+  /** Completed passes, oldest first. */
+  passes: PassRecord[];
+  /** The pass under way (dirty-sync-count). */
+  currentPass: number;
+  /** True on the call right after a pass ended; false on ordinary polls. */
+  atPassEnd: boolean;
+  ramBytes: number;
+  remainingBytes: number;
+  transferredBytes: number;
+  /** Best current bandwidth estimate, bytes/s. */
+  bandwidthBps: number;
+  downtimeBudgetMs: number;
+  deadlineMs: number;
+  downtimeLimitMs: number;
+  postcopyPermitted: boolean;
+  /** Actions already applied, oldest first. */
+  actions: { kind: ActionKind; atMs: number; pass: number }[];
+}
+
+/** What a policy asks for before `migrate`: the starting downtime-limit and capabilities. */
+export interface PolicySetup {
+  downtimeLimitMs: number;
+  postcopy: boolean;
+  autoConverge: boolean;
+}
+
+export interface Policy<C = unknown> {
+  name: string;
+  /** One paragraph: what it does and where it comes from. */
+  summary: string;
+  configSchema: z.ZodType<C>;
+  setup(cfg: C, ctx: { downtimeBudgetMs: number; postcopyPermitted: boolean }): PolicySetup;
+  /** Pure and synchronous: no I/O, no clock. Called at every pass end and every poll. */
+  decide(state: ControllerState, cfg: C): Action;
+}
+
+export const CONTINUE: Action = { kind: 'continue', reason: 'keep iterating' };
+
+/** QEMU's upper bound for downtime-limit, in ms. */
+export const MAX_DOWNTIME_LIMIT_MS = 2_000_000;
+
+export function hasActed(state: ControllerState, ...kinds: ActionKind[]): boolean {
+  return state.actions.some((a) => kinds.includes(a.kind));
+}
