@@ -1,4 +1,4 @@
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { buildGuestImage, defaultCacheDir } from '../lab/image.js';
 import { cleanLeftovers } from '../lab/clean.js';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
@@ -63,7 +63,9 @@ function policyFrom(opts: { policy: string; policyOpt?: string[]; switchAtPass?:
 const program = new Command('kvmigrate')
   .description('Make QEMU live migration converge: observe every pass over QMP, decide with a policy, act.')
   .option('--debug', 'print stack traces on errors')
-  .showHelpAfterError('(run with --help for usage)');
+  // Usage errors in the same one-line form as ours, exit code 2 (inherited by subcommands).
+  .exitOverride()
+  .configureOutput({ outputError: (str, write) => write(`kvmigrate: ${str.replace(/^error: /, '')}`) });
 
 const policyOptions = (cmd: Command) =>
   cmd
@@ -278,6 +280,11 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander already printed its message (or the help text).
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
     process.exitCode = reportError(err, debug);
   }
 }

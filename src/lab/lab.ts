@@ -209,7 +209,9 @@ export async function migrateLab(
     incomingUri: lab.migrateUri,
     resumeDestination: false,
   }).run();
-  const linkBytes = tx0 === undefined ? undefined : (await lab.link!.txBytes()) - tx0;
+  // The source says `completed` once everything is in its socket; read the link counter only
+  // once the destination has it all (after verification) or the migration is over.
+  const linkBytesNow = async () => (tx0 === undefined ? undefined : (await lab.link!.txBytes()) - tx0);
   const { clock } = migration;
 
   if (migration.outcome !== 'completed') {
@@ -218,6 +220,7 @@ export async function migrateLab(
     const sourceRunsOn = await beatsArrive(lab.sourceConsole, after, 3, 5000);
     const sourceCheck = sourceRunsOn ? await lab.sourceConsole.integrityCheck() : undefined;
     const guestDowntimeMs = longestGap(lab.sourceConsole.heartbeats, clock.startedAt, after);
+    const linkBytes = await linkBytesNow();
     return {
       lab: lab.info,
       migration,
@@ -256,6 +259,7 @@ export async function migrateLab(
       ? undefined
       : Math.max(0, arrivedAt - lastSourceBeat) + (firstDestBeat - contAt);
   const verification: Verification = { ram, guestCheck, heartbeatResumed };
+  const linkBytes = await linkBytesNow();
   return {
     lab: lab.info,
     migration,

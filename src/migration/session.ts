@@ -214,8 +214,9 @@ export class MigrationSession {
         const now = performance.now();
         const elapsedMs = now - this.startedAt;
         const status = info.status ?? 'none';
-        if (TERMINAL_STATUSES.has(status)) break;
+        // Even the terminal sample: syncs may have happened since the last poll.
         const atPassEnd = this.tracker.observe(info, elapsedMs, this.downtimeLimitMs);
+        if (TERMINAL_STATUSES.has(status)) break;
         const state = this.state(info, elapsedMs, atPassEnd);
 
         if (this.opts.signal?.aborted && !endReason) {
@@ -243,11 +244,21 @@ export class MigrationSession {
       endReason = `controller lost contact with the source: ${error}`;
       await src.execute('migrate_cancel').catch(() => undefined);
     }
-    const endedAt = performance.now();
-    this.tracker.finish(info, endedAt - this.startedAt);
+    this.tracker.finish(info, performance.now() - this.startedAt);
     const status = info.status ?? 'unknown';
-    const outcome: Outcome =
+    let outcome: Outcome =
       forcedOutcome ?? (status === 'completed' ? 'completed' : status === 'failed' ? 'failed' : 'cancelled');
+    if (outcome === 'completed') {
+      // The source says `completed` once the last bytes are in its socket; the guest has moved only
+      // when the destination has loaded them.
+      const dst = await this.awaitDestination();
+      if (!dst.ok) {
+        outcome = 'failed';
+        endReason = `the source finished but the destination did not load the guest (${dst.why}); the source guest is resumed`;
+        error = dst.why;
+      }
+    }
+    const endedAt = performance.now();
     await this.restore(outcome);
     const cpu = process.cpuUsage(cpu0);
     const wallMs = endedAt - this.startedAt;
@@ -351,6 +362,30 @@ export class MigrationSession {
         throw new Error(`unhandled action ${JSON.stringify(never)}`);
       }
     }
+  }
+
+  /** Waits until the destination reports its incoming migration completed (or failed, or died). */
+  private async awaitDestination(timeoutMs = 60_000): Promise<{ ok: true } | { ok: false; why: string }> {
+    const { destination: dst } = this.opts;
+    const deadline = performance.now() + timeoutMs;
+    while (this.destinationCompletedAt === undefined) {
+      let status: string | undefined;
+      try {
+        status = MigrationInfoSchema.parse(await dst.execute('query-migrate')).status;
+      } catch (err) {
+        return { ok: false, why: `destination unreachable: ${(err as Error).message}` };
+      }
+      if (status === 'completed') {
+        this.destinationCompletedAt = performance.now();
+        break;
+      }
+      if (status === 'failed' || status === 'cancelled') return { ok: false, why: `destination status ${status}` };
+      if (performance.now() > deadline) {
+        return { ok: false, why: `destination still '${status}' after ${timeoutMs / 1000} s` };
+      }
+      await sleep(10);
+    }
+    return { ok: true };
   }
 
   /** After the end: exactly one guest runs. */

@@ -73,7 +73,7 @@ export class QmpClient extends EventEmitter {
     } catch (err) {
       socket.destroy();
       throw new QmpConnectionError(
-        `${where} did not send a QMP greeting (${(err as Error).message}); is it a QMP socket?`,
+        `${where} did not send a QMP greeting (${(err as Error).message}): is it a QMP socket, and is another client connected to it? QEMU serves one at a time`,
       );
     }
     let greeting: Record<string, unknown>;
