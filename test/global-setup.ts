@@ -7,7 +7,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
   const before = await findLeftovers();
   const r = await buildGuestImage(defaultCacheDir());
-  console.log(`guest image: ${r.kernelCached && r.initrdCached ? 'cached' : 'built'} in ${(r.ms / 1000).toFixed(1)} s`);
+  console.log(
+    `guest image: ${r.kernelCached && r.initrdCached ? 'cached' : 'built'} in ${(r.ms / 1000).toFixed(1)} s`,
+  );
   return async () => {
     const after = await findLeftovers();
     const leaked = {

@@ -379,7 +379,8 @@ export class MigrationSession {
         this.destinationCompletedAt = performance.now();
         break;
       }
-      if (status === 'failed' || status === 'cancelled') return { ok: false, why: `destination status ${status}` };
+      if (status === 'failed' || status === 'cancelled')
+        return { ok: false, why: `destination status ${status}` };
       if (performance.now() > deadline) {
         return { ok: false, why: `destination still '${status}' after ${timeoutMs / 1000} s` };
       }

@@ -22,12 +22,25 @@ function expectOneLineError(r: ReturnType<typeof kvmigrate>, pattern: RegExp) {
 
 describe('bad input gets one clear line and a non-zero exit', () => {
   it('a missing QMP socket path', () => {
-    const r = kvmigrate(['migrate', '--src', '/nonexistent/src.qmp', '--dst', '/nonexistent/dst.qmp', '--uri', 'tcp:127.0.0.1:1']);
-    expectOneLineError(r, /^kvmigrate: cannot connect to QMP at \/nonexistent\/src\.qmp: no such socket file$/);
+    const r = kvmigrate([
+      'migrate',
+      '--src',
+      '/nonexistent/src.qmp',
+      '--dst',
+      '/nonexistent/dst.qmp',
+      '--uri',
+      'tcp:127.0.0.1:1',
+    ]);
+    expectOneLineError(
+      r,
+      /^kvmigrate: cannot connect to QMP at \/nonexistent\/src\.qmp: no such socket file$/,
+    );
   });
 
   it('QEMU not installed', () => {
-    const r = kvmigrate(['lab', 'migrate', '--workload', 'idle', '--ram', '256'], { KVMIGRATE_QEMU: '/nonexistent/qemu-system-x86_64' });
+    const r = kvmigrate(['lab', 'migrate', '--workload', 'idle', '--ram', '256'], {
+      KVMIGRATE_QEMU: '/nonexistent/qemu-system-x86_64',
+    });
     expectOneLineError(r, /QEMU is not installed .* run 'sudo bash scripts\/setup-host\.sh'/);
   });
 
@@ -38,7 +51,10 @@ describe('bad input gets one clear line and a non-zero exit', () => {
   });
 
   it('an unknown policy, and a bad policy option', () => {
-    expectOneLineError(kvmigrate(['lab', 'migrate', '--policy', 'magic']), /unknown policy 'magic': choose one of stock/);
+    expectOneLineError(
+      kvmigrate(['lab', 'migrate', '--policy', 'magic']),
+      /unknown policy 'magic': choose one of stock/,
+    );
     expectOneLineError(
       kvmigrate(['lab', 'migrate', '--policy', 'switch-at-pass', '--policy-opt', 'pass=1']),
       /bad option for policy switch-at-pass: pass: /,
@@ -59,10 +75,27 @@ describe('bad input gets one clear line and a non-zero exit', () => {
       const r = await new Promise<ReturnType<typeof kvmigrate>>((resolve) =>
         // Run asynchronously so this process keeps serving the port.
         setImmediate(() =>
-          resolve(kvmigrate(['lab', 'migrate', '--workload', 'idle', '--ram', '256', '--link', 'none', '--port', String(port), '--quiet'])),
+          resolve(
+            kvmigrate([
+              'lab',
+              'migrate',
+              '--workload',
+              'idle',
+              '--ram',
+              '256',
+              '--link',
+              'none',
+              '--port',
+              String(port),
+              '--quiet',
+            ]),
+          ),
         ),
       );
-      expectOneLineError(r, new RegExp(`cannot listen on tcp:127\\.0\\.0\\.1:${port}: the port is already in use`));
+      expectOneLineError(
+        r,
+        new RegExp(`cannot listen on tcp:127\\.0\\.0\\.1:${port}: the port is already in use`),
+      );
     } finally {
       server.close();
     }

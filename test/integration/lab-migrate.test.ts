@@ -11,7 +11,11 @@ const gbit = parseLink('1gbit');
 describe('lab migrations on real QEMU over the emulated 1 Gbit link', () => {
   it('an idle 256 MiB guest migrates: completed, 0 pages differ, guest check passes', async () => {
     await withLab({ workload: parseWorkload('idle'), ramMiB: 256, link: gbit }, async (lab) => {
-      const r = await migrateLab(lab, { policy: resolvePolicy('stock'), downtimeBudgetMs: 300, deadlineMs: 30_000 });
+      const r = await migrateLab(lab, {
+        policy: resolvePolicy('stock'),
+        downtimeBudgetMs: 300,
+        deadlineMs: 30_000,
+      });
       expect(r.migration.outcome).toBe('completed');
       expect(r.verification!.ram.differingPages).toBe(0);
       expect(r.verification!.ram.pagesCompared).toBe((256 * 2 ** 20) / 4096);
@@ -32,7 +36,11 @@ describe('lab migrations on real QEMU over the emulated 1 Gbit link', () => {
 
   it('random:200 on 512 MiB with a 300 ms limit never converges; at the deadline it is cancelled and the source runs on', async () => {
     await withLab({ workload: parseWorkload('random:200'), ramMiB: 512, link: gbit }, async (lab) => {
-      const r = await migrateLab(lab, { policy: resolvePolicy('stock'), downtimeBudgetMs: 300, deadlineMs: 10_000 });
+      const r = await migrateLab(lab, {
+        policy: resolvePolicy('stock'),
+        downtimeBudgetMs: 300,
+        deadlineMs: 10_000,
+      });
       expect(r.migration.outcome).toBe('cancelled');
       expect(r.migration.reason).toMatch(/deadline/);
       expect(r.sourceRunsOn).toBe(true);
@@ -93,7 +101,9 @@ describe('lab migrations on real QEMU over the emulated 1 Gbit link', () => {
       expect(r.migration.outcome).toBe('completed');
       expect(r.verification!.ram.differingPages).toBe(1);
       expect(r.verification!.guestCheck.ok).toBe(false);
-      expect(r.verification!.guestCheck.line).toMatch(new RegExp(`CHECK FAIL bad=1 first=${corrupted!.index} `));
+      expect(r.verification!.guestCheck.line).toMatch(
+        new RegExp(`CHECK FAIL bad=1 first=${corrupted!.index} `),
+      );
       expect(r.success).toBe(false);
     });
   });

@@ -57,12 +57,16 @@ describe('QMP client against a real QEMU', () => {
     const err = await vm.qmp.execute('no-such-command').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(QmpError);
     expect(err).toMatchObject({ errorClass: 'CommandNotFound', command: 'no-such-command' });
-    const bad = await vm.qmp.execute('migrate-set-parameters', { 'downtime-limit': 3_000_000 }).catch((e: unknown) => e);
+    const bad = await vm.qmp
+      .execute('migrate-set-parameters', { 'downtime-limit': 3_000_000 })
+      .catch((e: unknown) => e);
     expect((bad as QmpError).desc).toMatch(/downtime_limit|downtime-limit/);
   });
 
   it('runs HMP commands (gpa2hva finds guest RAM)', async () => {
-    expect(await vm.qmp.hmp('gpa2hva 0x100000')).toMatch(/Host virtual address for 0x100000 \(pc\.ram\) is 0x[0-9a-f]+/);
+    expect(await vm.qmp.hmp('gpa2hva 0x100000')).toMatch(
+      /Host virtual address for 0x100000 \(pc\.ram\) is 0x[0-9a-f]+/,
+    );
   });
 
   it('a second client while the first is connected gets a clear error (QEMU serves one at a time)', async () => {

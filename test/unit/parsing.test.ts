@@ -5,10 +5,22 @@ import { formatWorkload, parseWorkload } from '../../src/lab/workload.js';
 
 describe('workload strings', () => {
   it('parses every form and round-trips', () => {
-    for (const w of ['idle', 'random:200', 'hotcold:32:256:90', 'rate:200:20000', 'sweep:256:400', 'phase:256:64:5']) {
+    for (const w of [
+      'idle',
+      'random:200',
+      'hotcold:32:256:90',
+      'rate:200:20000',
+      'sweep:256:400',
+      'phase:256:64:5',
+    ]) {
       expect(formatWorkload(parseWorkload(w))).toBe(w);
     }
-    expect(parseWorkload('hotcold:32:256:90')).toEqual({ kind: 'hotcold', hotMib: 32, coldMib: 256, hotPct: 90 });
+    expect(parseWorkload('hotcold:32:256:90')).toEqual({
+      kind: 'hotcold',
+      hotMib: 32,
+      coldMib: 256,
+      hotPct: 90,
+    });
   });
 
   it.each([
@@ -51,6 +63,8 @@ describe('cpio (newc) writer', () => {
     expect(parseInt(header.slice(14, 22), 16)).toBe(0o100755);
     expect(parseInt(header.slice(54, 62), 16)).toBe(10);
     // Same input, same bytes: the image cache relies on it.
-    expect(buildCpio([{ kind: 'dir', path: 'bin' }]).equals(buildCpio([{ kind: 'dir', path: 'bin' }]))).toBe(true);
+    expect(buildCpio([{ kind: 'dir', path: 'bin' }]).equals(buildCpio([{ kind: 'dir', path: 'bin' }]))).toBe(
+      true,
+    );
   });
 });

@@ -3,9 +3,24 @@ import { PassTracker } from '../../src/migration/pass-tracker.js';
 import type { MigrationInfo } from '../../src/migration/query.js';
 
 const MiB = 2 ** 20;
-const sample = (sync: number, transferred: number, remaining: number, normal = 0, duplicate = 0): MigrationInfo => ({
+const sample = (
+  sync: number,
+  transferred: number,
+  remaining: number,
+  normal = 0,
+  duplicate = 0,
+): MigrationInfo => ({
   status: 'active',
-  ram: { transferred, remaining, total: 512 * MiB, normal, duplicate, 'dirty-sync-count': sync, mbps: 950, 'dirty-pages-rate': 50_000 },
+  ram: {
+    transferred,
+    remaining,
+    total: 512 * MiB,
+    normal,
+    duplicate,
+    'dirty-sync-count': sync,
+    mbps: 950,
+    'dirty-pages-rate': 50_000,
+  },
 });
 
 describe('PassTracker', () => {
@@ -19,10 +34,22 @@ describe('PassTracker', () => {
     expect(t.observe(sample(3, 450 * MiB, 190 * MiB, 110_000, 20_000), 3600, 300)).toBe(true);
     expect(t.passes.map((p) => p.pass)).toEqual([1, 2]);
     const [bulk, second] = t.passes;
-    expect(bulk).toMatchObject({ startMs: 0, endMs: 2000, bytesSent: 250 * MiB, remainingAtStartBytes: 512 * MiB, dirtyAtEndBytes: 200 * MiB });
+    expect(bulk).toMatchObject({
+      startMs: 0,
+      endMs: 2000,
+      bytesSent: 250 * MiB,
+      remainingAtStartBytes: 512 * MiB,
+      dirtyAtEndBytes: 200 * MiB,
+    });
     expect(bulk!.normalPages).toBe(60_000);
     expect(bulk!.bandwidthBps).toBeCloseTo((250 * MiB) / 2, 0);
-    expect(second).toMatchObject({ startMs: 2000, endMs: 3600, bytesSent: 200 * MiB, remainingAtStartBytes: 200 * MiB, dirtyAtEndBytes: 190 * MiB });
+    expect(second).toMatchObject({
+      startMs: 2000,
+      endMs: 3600,
+      bytesSent: 200 * MiB,
+      remainingAtStartBytes: 200 * MiB,
+      dirtyAtEndBytes: 190 * MiB,
+    });
     expect(second!.normalPages).toBe(50_000);
   });
 

@@ -23,7 +23,9 @@ describe('policy registry', () => {
     expect(resolvePolicy('stock').policy.name).toBe('stock');
     expect(resolvePolicy('switch-at-pass', parsePolicyOptions(['pass=3'])).config).toEqual({ pass: 3 });
     expect(() => resolvePolicy('nope')).toThrow(/unknown policy 'nope': choose one of stock, switch-at-pass/);
-    expect(() => resolvePolicy('switch-at-pass', { pass: '1' })).toThrow(/bad option for policy switch-at-pass: pass:/);
+    expect(() => resolvePolicy('switch-at-pass', { pass: '1' })).toThrow(
+      /bad option for policy switch-at-pass: pass:/,
+    );
     expect(() => resolvePolicy('switch-at-pass', { pass: 2, x: 1 })).toThrow(/unknown option x/);
     expect(() => resolvePolicy('stock', { pass: 2 })).toThrow(/unknown option pass/);
     expect(() => parsePolicyOptions(['nokey'])).toThrow(/use key=value/);
