@@ -51,7 +51,7 @@ export function labSummary(r: LabMigrationResult): string {
   if (r.verification) {
     const v = r.verification;
     lines.push(
-      `verified: ${v.ram.differingPages} of ${v.ram.pagesCompared} pages differ; guest check: ${v.guestCheck.line}; heartbeat ${
+      `verified: ${v.ram ? `${v.ram.differingPages} of ${v.ram.pagesCompared} pages differ` : `no RAM compare (${v.ramSkipped})`}; guest check: ${v.guestCheck.line}; heartbeat ${
         v.heartbeatResumed ? 'resumed' : 'DID NOT resume'
       } on the destination`,
     );

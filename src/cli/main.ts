@@ -4,6 +4,7 @@ import { cleanLeftovers } from '../lab/clean.js';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { parseLink } from '../lab/link.js';
 import { parseWorkload } from '../lab/workload.js';
+import { recoverMigration } from '../migration/recover.js';
 import { MigrationSession, type Decision, type Progress } from '../migration/session.js';
 import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { QmpClient } from '../qmp/index.js';
@@ -216,6 +217,27 @@ policyOptions(
 });
 
 program
+  .command('recover')
+  .description('after a controller died mid-migration: inspect both sides and leave exactly one guest running')
+  .requiredOption('--src <qmp>', "source's QMP socket path or HOST:PORT")
+  .requiredOption('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
+  .option('--json', 'print the report as JSON')
+  .action(async (o) => {
+    // Either side may be gone; recover with what answers.
+    const connect = (spec: string) => QmpClient.connect(spec, { timeoutMs: 3000 }).catch(() => undefined);
+    const [source, destination] = await Promise.all([connect(o.src), connect(o.dst)]);
+    if (!source && !destination) throw new UsageError(`neither ${o.src} nor ${o.dst} answers QMP: nothing to recover`);
+    try {
+      const report = await recoverMigration(source, destination);
+      process.stdout.write(o.json ? JSON.stringify(report) + '\n' : `found: ${report.found}\ndid: ${report.did}\n`);
+      process.exitCode = report.running === 'none' ? 1 : 0;
+    } finally {
+      source?.close();
+      destination?.close();
+    }
+  });
+
+program
   .command('demo')
   .description(
     'run stock pre-copy against forced switchover on a memory-intensive lab guest and print the table',
@@ -264,7 +286,7 @@ program
             : '-',
           mib(m.transferredBytes),
           String(m.passes.length),
-          r.verification ? String(r.verification.ram.differingPages) : '-',
+          r.verification?.ram ? String(r.verification.ram.differingPages) : '-',
         ]);
       } finally {
         await pair.destroy();

@@ -60,6 +60,8 @@ export interface MigrationResult {
   decisions: Decision[];
   /** From the first forcing action (switchover/postcopy/pause) to QEMU leaving `active`, ms. */
   actionLatencyMs?: number;
+  /** The migration went through post-copy (the guest ran on the destination before completion). */
+  postcopy: boolean;
   /** Controller CPU time ÷ wall time, % of one core. */
   controllerCpuPct: number;
   /** performance.now() clock: when `migrate` was issued, and when each side reported completion. */
@@ -80,6 +82,10 @@ export interface SessionOptions {
   pollMs?: number;
   postcopyPermitted?: boolean;
   onDeadline?: 'abort' | 'switchover' | 'postcopy';
+  /** Abort when no bytes move for this long (default 20 s): a dead link never fails by itself. */
+  stallTimeoutMs?: number;
+  /** The destination was started with -S: start it when post-copy begins (the guest must run there). */
+  startDestinationOnPostcopy?: boolean;
   /** `cont` the destination after completion when it is left paused (default true). */
   resumeDestination?: boolean;
   signal?: AbortSignal;
@@ -102,6 +108,10 @@ export class MigrationSession {
   private statusChangedAt: { status: string; at: number }[] = [];
   private destinationCompletedAt: number | undefined;
   private firstForcingAt: number | undefined;
+  private watermark = { remainingBytes: Number.POSITIVE_INFINITY, atMs: 0 };
+  private lastProgress = { transferred: -1, atMs: 0 };
+  private postcopyEnabled = false;
+  private destinationStarted = false;
   private wake: (() => void) | undefined;
   private readonly pollMs: number;
 
@@ -111,6 +121,8 @@ export class MigrationSession {
 
   async run(): Promise<MigrationResult> {
     const { source: src, destination: dst, policy } = this.opts;
+    // Post-copy needs the user's consent (--allow-postcopy), except with a policy that is
+    // nothing but post-copy (choosing it is the consent); the capability is what the policy asks for.
     const setup = policy.policy.setup(policy.config, {
       downtimeBudgetMs: this.opts.downtimeBudgetMs,
       postcopyPermitted: this.opts.postcopyPermitted ?? false,
@@ -182,9 +194,11 @@ export class MigrationSession {
     await src.execute('migrate-set-capabilities', { capabilities: caps(setup.postcopy, setup.autoConverge) });
     await dst.execute('migrate-set-capabilities', { capabilities: caps(setup.postcopy, false) });
     this.downtimeLimitMs = setup.downtimeLimitMs;
+    this.postcopyEnabled = setup.postcopy;
     await src.execute('migrate-set-parameters', {
       'downtime-limit': Math.round(setup.downtimeLimitMs),
       'max-bandwidth': UNLIMITED_BANDWIDTH,
+      ...setup.parameters,
     });
     if (this.opts.incomingUri) {
       try {
@@ -217,7 +231,10 @@ export class MigrationSession {
         // Even the terminal sample: syncs may have happened since the last poll.
         const atPassEnd = this.tracker.observe(info, elapsedMs, this.downtimeLimitMs);
         if (TERMINAL_STATUSES.has(status)) break;
+        this.track(info, elapsedMs);
+        if (status === 'postcopy-active') await this.startDestinationForPostcopy();
         const state = this.state(info, elapsedMs, atPassEnd);
+        const stalledMs = elapsedMs - this.lastProgress.atMs;
 
         if (this.opts.signal?.aborted && !endReason) {
           endReason = 'interrupted: cancelled by the user';
@@ -227,6 +244,9 @@ export class MigrationSession {
           const kind = this.opts.onDeadline ?? 'abort';
           endReason = `deadline of ${Math.round(this.opts.deadlineMs / 1000)} s reached → ${kind}`;
           await this.apply({ kind, reason: endReason } as Action, state, true);
+        } else if (stalledMs > (this.opts.stallTimeoutMs ?? 20_000) && status !== 'postcopy-active') {
+          endReason = `no bytes sent for ${(stalledMs / 1000).toFixed(0)} s (link down?) → abort`;
+          await this.apply({ kind: 'abort', reason: endReason }, state, true);
         } else if (elapsedMs >= this.opts.deadlineMs * 1.5 + 30_000 && status !== 'postcopy-active') {
           endReason = 'the deadline action did not finish the migration → abort';
           await this.apply({ kind: 'abort', reason: endReason }, state, true);
@@ -283,6 +303,7 @@ export class MigrationSession {
       passes: this.tracker.passes,
       decisions: this.decisions,
       actionLatencyMs: this.actionLatency(),
+      postcopy: this.destinationStarted || this.statusChangedAt.some((x) => x.status === 'postcopy-active'),
       controllerCpuPct: ((cpu.user + cpu.system) / 1000 / wallMs) * 100,
       clock: {
         startedAt: this.startedAt,
@@ -292,6 +313,26 @@ export class MigrationSession {
       },
       ...(error || info['error-desc'] ? { error: error ?? info['error-desc'] } : {}),
     };
+  }
+
+  /** Keeps the progress watermark (lowest remaining) and the time bytes last moved. */
+  private track(info: MigrationInfo, elapsedMs: number): void {
+    const ram = info.ram;
+    if (!ram) return;
+    if (ram.remaining < this.watermark.remainingBytes) this.watermark = { remainingBytes: ram.remaining, atMs: elapsedMs };
+    if (ram.transferred !== this.lastProgress.transferred) this.lastProgress = { transferred: ram.transferred, atMs: elapsedMs };
+  }
+
+  /**
+   * In post-copy the guest must run on the destination. A destination started with -S stays
+   * paused after the switch ("management decides when to start the CPU"), so we start it, as
+   * QEMU itself would without -S.
+   */
+  private async startDestinationForPostcopy(): Promise<void> {
+    if (this.destinationStarted || !this.opts.startDestinationOnPostcopy) return;
+    this.destinationStarted = true;
+    const s = await this.opts.destination.execute<{ status: string }>('query-status');
+    if (s.status !== 'running') await this.opts.destination.execute('cont');
   }
 
   private state(info: MigrationInfo, elapsedMs: number, atPassEnd: boolean): ControllerState {
@@ -313,7 +354,8 @@ export class MigrationSession {
       downtimeBudgetMs: this.opts.downtimeBudgetMs,
       deadlineMs: this.opts.deadlineMs,
       downtimeLimitMs: this.downtimeLimitMs,
-      postcopyPermitted: this.opts.postcopyPermitted ?? false,
+      postcopyPermitted: this.postcopyEnabled,
+      progressWatermark: this.watermark,
       actions: this.applied,
     };
   }
@@ -347,7 +389,7 @@ export class MigrationSession {
         return;
       }
       case 'postcopy':
-        if (!this.opts.postcopyPermitted) return;
+        if (!this.postcopyEnabled) return;
         await src.execute('migrate-start-postcopy');
         return;
       case 'pause':

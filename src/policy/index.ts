@@ -8,3 +8,8 @@ export {
 } from './registry.js';
 export { stock } from './stock.js';
 export { switchAtPass } from './switch-at-pass.js';
+export { relaxed } from './relaxed.js';
+export { nova, novaDowntimeSteps, novaDataGb } from './nova.js';
+export { kubevirt } from './kubevirt.js';
+export { autoConverge } from './auto-converge.js';
+export { postcopyAfter } from './postcopy-after.js';

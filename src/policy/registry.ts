@@ -1,5 +1,10 @@
 import type { z } from 'zod';
 import { KvmigrateError } from '../util/errors.js';
+import { autoConverge } from './auto-converge.js';
+import { kubevirt } from './kubevirt.js';
+import { nova } from './nova.js';
+import { postcopyAfter } from './postcopy-after.js';
+import { relaxed } from './relaxed.js';
 import { stock } from './stock.js';
 import { switchAtPass } from './switch-at-pass.js';
 import type { Policy } from './types.js';
@@ -7,10 +12,9 @@ import type { Policy } from './types.js';
 export class PolicyConfigError extends KvmigrateError {}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const POLICIES: Record<string, Policy<any>> = {
-  [stock.name]: stock,
-  [switchAtPass.name]: switchAtPass,
-};
+export const POLICIES: Record<string, Policy<any>> = Object.fromEntries(
+  [stock, relaxed, nova, kubevirt, autoConverge, postcopyAfter, switchAtPass].map((p) => [p.name, p]),
+);
 
 export interface ResolvedPolicy<C = unknown> {
   policy: Policy<C>;

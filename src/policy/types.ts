@@ -66,6 +66,8 @@ export interface ControllerState {
   deadlineMs: number;
   downtimeLimitMs: number;
   postcopyPermitted: boolean;
+  /** Lowest `remaining` seen so far and when it was first reached (KubeVirt's progress watermark). */
+  progressWatermark: { remainingBytes: number; atMs: number };
   /** Actions already applied, oldest first. */
   actions: { kind: ActionKind; atMs: number; pass: number }[];
 }
@@ -73,8 +75,11 @@ export interface ControllerState {
 /** What a policy asks for before `migrate`: the starting downtime-limit and capabilities. */
 export interface PolicySetup {
   downtimeLimitMs: number;
+  /** Set `postcopy-ram` on both sides before `migrate` so the policy may switch to post-copy. */
   postcopy: boolean;
   autoConverge: boolean;
+  /** Extra `migrate-set-parameters` values (e.g. the auto-converge throttle steps). */
+  parameters?: Record<string, number>;
 }
 
 export interface Policy<C = unknown> {
@@ -91,6 +96,11 @@ export const CONTINUE: Action = { kind: 'continue', reason: 'keep iterating' };
 
 /** QEMU's upper bound for downtime-limit, in ms. */
 export const MAX_DOWNTIME_LIMIT_MS = 2_000_000;
+
+/** The time of the first action of one of these kinds, if any. */
+export function firstAction(state: ControllerState, ...kinds: ActionKind[]) {
+  return state.actions.find((a) => kinds.includes(a.kind));
+}
 
 export function hasActed(state: ControllerState, ...kinds: ActionKind[]): boolean {
   return state.actions.some((a) => kinds.includes(a.kind));

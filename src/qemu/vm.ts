@@ -55,7 +55,7 @@ export class QemuVm {
   private constructor(
     readonly spec: VmSpec,
     private readonly child: ChildProcess,
-    readonly qmp: QmpClient,
+    private client: QmpClient,
   ) {
     this.exited = new Promise((resolve) => {
       if (child.exitCode !== null) resolve();
@@ -64,6 +64,20 @@ export class QemuVm {
         resolve();
       });
     });
+  }
+
+  get qmp(): QmpClient {
+    return this.client;
+  }
+
+  /** Closes our QMP connection so another client (QEMU serves one at a time) can take over. */
+  releaseQmp(): void {
+    this.client.close();
+  }
+
+  async reconnectQmp(): Promise<void> {
+    this.client.close();
+    this.client = await QmpClient.connect(this.spec.qmpSocket, { timeoutMs: 5000 });
   }
 
   get pid(): number {
@@ -117,12 +131,13 @@ export class QemuVm {
   /** Stops QEMU: `quit` over QMP, then SIGTERM, then SIGKILL; waits for the process to be gone. */
   async destroy(): Promise<void> {
     if (this.alive) {
-      await this.qmp.execute('quit', undefined, { timeoutMs: 1000 }).catch(() => undefined);
+      if (this.client.isClosed) await this.reconnectQmp().catch(() => undefined);
+      await this.client.execute('quit', undefined, { timeoutMs: 1000 }).catch(() => undefined);
       if (!(await waitFor(this.exited, 2000))) this.child.kill('SIGTERM');
       if (!(await waitFor(this.exited, 2000))) this.child.kill('SIGKILL');
       await this.exited;
     }
-    this.qmp.close();
+    this.client.close();
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {

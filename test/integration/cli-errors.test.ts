@@ -53,7 +53,7 @@ describe('bad input gets one clear line and a non-zero exit', () => {
   it('an unknown policy, and a bad policy option', () => {
     expectOneLineError(
       kvmigrate(['lab', 'migrate', '--policy', 'magic']),
-      /unknown policy 'magic': choose one of stock/,
+      /unknown policy 'magic': choose one of stock, relaxed/,
     );
     expectOneLineError(
       kvmigrate(['lab', 'migrate', '--policy', 'switch-at-pass', '--policy-opt', 'pass=1']),
