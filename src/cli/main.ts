@@ -218,7 +218,9 @@ policyOptions(
 
 program
   .command('recover')
-  .description('after a controller died mid-migration: inspect both sides and leave exactly one guest running')
+  .description(
+    'after a controller died mid-migration: inspect both sides and leave exactly one guest running',
+  )
   .requiredOption('--src <qmp>', "source's QMP socket path or HOST:PORT")
   .requiredOption('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
   .option('--json', 'print the report as JSON')
@@ -226,10 +228,13 @@ program
     // Either side may be gone; recover with what answers.
     const connect = (spec: string) => QmpClient.connect(spec, { timeoutMs: 3000 }).catch(() => undefined);
     const [source, destination] = await Promise.all([connect(o.src), connect(o.dst)]);
-    if (!source && !destination) throw new UsageError(`neither ${o.src} nor ${o.dst} answers QMP: nothing to recover`);
+    if (!source && !destination)
+      throw new UsageError(`neither ${o.src} nor ${o.dst} answers QMP: nothing to recover`);
     try {
       const report = await recoverMigration(source, destination);
-      process.stdout.write(o.json ? JSON.stringify(report) + '\n' : `found: ${report.found}\ndid: ${report.did}\n`);
+      process.stdout.write(
+        o.json ? JSON.stringify(report) + '\n' : `found: ${report.found}\ndid: ${report.did}\n`,
+      );
       process.exitCode = report.running === 'none' ? 1 : 0;
     } finally {
       source?.close();

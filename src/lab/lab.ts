@@ -279,19 +279,30 @@ export async function migrateLab(
  * with the source's at one instant: the guest's own check is the verification. The guest felt
  * the switch and every remote page fault as gaps in its heartbeat, on either side.
  */
-async function verifyPostcopy(lab: Lab, migration: MigrationResult, linkBytes: number | undefined): Promise<LabMigrationResult> {
+async function verifyPostcopy(
+  lab: Lab,
+  migration: MigrationResult,
+  linkBytes: number | undefined,
+): Promise<LabMigrationResult> {
   const { clock } = migration;
   const heartbeatResumed = await beatsArrive(lab.destinationConsole, clock.endedAt, 1, 10_000);
   const guestCheck = heartbeatResumed
     ? await lab.destinationConsole.integrityCheck()
     : { ok: false, line: 'no heartbeat from the destination after post-copy' };
-  const beats = [...lab.sourceConsole.heartbeats, ...lab.destinationConsole.heartbeats].sort((a, b) => a.at - b.at);
+  const beats = [...lab.sourceConsole.heartbeats, ...lab.destinationConsole.heartbeats].sort(
+    (a, b) => a.at - b.at,
+  );
   const firstAfter = lab.destinationConsole.beatsAfter(clock.endedAt)[0]?.at ?? performance.now();
   return {
     lab: lab.info,
     migration,
     guestDowntimeMs: longestGap(beats, clock.startedAt, firstAfter),
-    verification: { ram: undefined, ramSkipped: 'post-copy: the destination ran before completion', guestCheck, heartbeatResumed },
+    verification: {
+      ram: undefined,
+      ramSkipped: 'post-copy: the destination ran before completion',
+      guestCheck,
+      heartbeatResumed,
+    },
     linkBytes,
     success: guestCheck.ok && heartbeatResumed,
   };

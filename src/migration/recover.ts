@@ -40,14 +40,21 @@ async function run(side: Side): Promise<void> {
  * everything). Post-copy → it cannot be cancelled: wait for it, the destination runs. Completed
  * and the destination has it → start the destination. Otherwise → the source runs.
  */
-export async function recoverMigration(source?: QmpClient, destination?: QmpClient, waitMs = 120_000): Promise<RecoveryReport> {
+export async function recoverMigration(
+  source?: QmpClient,
+  destination?: QmpClient,
+  waitMs = 120_000,
+): Promise<RecoveryReport> {
   let src = await inspect(source);
   let dst = await inspect(destination);
   const found = `source ${src.runState ?? 'unreachable'} (migration ${src.migration ?? '?'}), destination ${
     dst.runState ?? 'unreachable'
   } (incoming ${dst.migration ?? '?'})`;
 
-  if (src.migration && ['setup', 'active', 'device', 'pre-switchover', 'wait-unplug'].includes(src.migration)) {
+  if (
+    src.migration &&
+    ['setup', 'active', 'device', 'pre-switchover', 'wait-unplug'].includes(src.migration)
+  ) {
     await src.qmp!.execute('migrate_cancel');
     const deadline = performance.now() + waitMs;
     while (src.migration !== 'cancelled' && src.migration !== 'failed' && src.migration !== 'completed') {
@@ -72,7 +79,11 @@ export async function recoverMigration(source?: QmpClient, destination?: QmpClie
       await run(dst);
       return { found, did: 'waited for post-copy to complete; the destination runs', running: 'destination' };
     }
-    return { found, did: 'post-copy did not complete: the guest is lost (neither side holds all its memory)', running: 'none' };
+    return {
+      found,
+      did: 'post-copy did not complete: the guest is lost (neither side holds all its memory)',
+      running: 'none',
+    };
   }
   if (dst.runState && dst.migration === 'completed') {
     await run(dst);
@@ -80,7 +91,11 @@ export async function recoverMigration(source?: QmpClient, destination?: QmpClie
   }
   if (src.runState) {
     await run(src);
-    return { found, did: `the migration did not complete: ${src.runState === 'running' ? 'the source runs on' : 'resumed the source'}`, running: 'source' };
+    return {
+      found,
+      did: `the migration did not complete: ${src.runState === 'running' ? 'the source runs on' : 'resumed the source'}`,
+      running: 'source',
+    };
   }
   return { found, did: 'neither side can run the guest', running: 'none' };
 }

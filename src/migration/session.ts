@@ -145,7 +145,15 @@ export class MigrationSession {
     this.startedAt = performance.now();
     try {
       await src.execute('migrate', { uri: this.opts.migrateUri });
-      return await this.loop(cpu0);
+      const result = await this.loop(cpu0);
+      if (result.outcome === 'failed' && result.transferredBytes === 0 && result.decisions.length === 0) {
+        // Never connected: nothing changed on either side, so this is bad input, not a failed migration.
+        throw new MigrationSetupError(
+          `cannot reach the destination at ${this.opts.migrateUri} (${result.error ?? result.reason}): is it listening? ` +
+            'Start it with -incoming tcp:HOST:PORT, or with -incoming defer and pass --incoming',
+        );
+      }
+      return result;
     } finally {
       src.off('event', onSrcEvent);
       dst.off('event', onDstEvent);
@@ -319,8 +327,10 @@ export class MigrationSession {
   private track(info: MigrationInfo, elapsedMs: number): void {
     const ram = info.ram;
     if (!ram) return;
-    if (ram.remaining < this.watermark.remainingBytes) this.watermark = { remainingBytes: ram.remaining, atMs: elapsedMs };
-    if (ram.transferred !== this.lastProgress.transferred) this.lastProgress = { transferred: ram.transferred, atMs: elapsedMs };
+    if (ram.remaining < this.watermark.remainingBytes)
+      this.watermark = { remainingBytes: ram.remaining, atMs: elapsedMs };
+    if (ram.transferred !== this.lastProgress.transferred)
+      this.lastProgress = { transferred: ram.transferred, atMs: elapsedMs };
   }
 
   /**

@@ -49,9 +49,16 @@ export const kubevirt: Policy<KubevirtConfig> = {
     }
     const stalledMs = state.elapsedMs - state.progressWatermark.atMs;
     if (stalledMs > cfg.progressTimeoutS * 1000 * cfg.scale) {
-      return { kind: 'abort', reason: `kubevirt: no progress for ${(stalledMs / 1000).toFixed(1)} s → abort` };
+      return {
+        kind: 'abort',
+        reason: `kubevirt: no progress for ${(stalledMs / 1000).toFixed(1)} s → abort`,
+      };
     }
-    if (late) return { kind: 'abort', reason: `kubevirt: past the acceptable completion time ${(acceptableMs / 1000).toFixed(1)} s → abort` };
+    if (late)
+      return {
+        kind: 'abort',
+        reason: `kubevirt: past the acceptable completion time ${(acceptableMs / 1000).toFixed(1)} s → abort`,
+      };
     return CONTINUE;
   },
 };

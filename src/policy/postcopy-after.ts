@@ -17,7 +17,8 @@ export const PostcopyAfterConfigSchema = z
  */
 export const postcopyAfter: Policy<z.infer<typeof PostcopyAfterConfigSchema>> = {
   name: 'postcopy-after',
-  summary: 'switch to post-copy when pass K ends (K=1: right after the bulk copy); loses the guest if the destination dies during post-copy',
+  summary:
+    'switch to post-copy when pass K ends (K=1: right after the bulk copy); loses the guest if the destination dies during post-copy',
   configSchema: PostcopyAfterConfigSchema,
   setup: (_cfg, ctx) => ({ downtimeLimitMs: ctx.downtimeBudgetMs, postcopy: true, autoConverge: false }),
   decide(state, cfg) {

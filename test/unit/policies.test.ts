@@ -23,7 +23,9 @@ describe('policy registry', () => {
   it('resolves names and validates options', () => {
     expect(resolvePolicy('stock').policy.name).toBe('stock');
     expect(resolvePolicy('switch-at-pass', parsePolicyOptions(['pass=3'])).config).toEqual({ pass: 3 });
-    expect(() => resolvePolicy('nope')).toThrow(/unknown policy 'nope': choose one of stock, relaxed, nova, kubevirt, auto-converge, postcopy-after, switch-at-pass/);
+    expect(() => resolvePolicy('nope')).toThrow(
+      /unknown policy 'nope': choose one of stock, relaxed, nova, kubevirt, auto-converge, postcopy-after, switch-at-pass/,
+    );
     expect(() => resolvePolicy('switch-at-pass', { pass: '1' })).toThrow(
       /bad option for policy switch-at-pass: pass:/,
     );
@@ -67,7 +69,9 @@ const at = (elapsedMs: number, extra: Partial<ControllerState> = {}): Controller
 describe('relaxed', () => {
   it('runs at its own downtime-limit and never acts', () => {
     const { policy, config } = resolvePolicy('relaxed', { downtimeLimitMs: '1500' });
-    expect(policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: false }).downtimeLimitMs).toBe(1500);
+    expect(policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: false }).downtimeLimitMs).toBe(
+      1500,
+    );
     expect(policy.decide(at(1e6), config).kind).toBe('continue');
   });
 });
@@ -108,9 +112,14 @@ describe('nova', () => {
 
   it('raises downtime-limit along the ladder, then aborts at the completion timeout', () => {
     const { policy, config } = resolvePolicy('nova', {});
-    expect(policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: false }).downtimeLimitMs).toBe(50);
+    expect(policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: false }).downtimeLimitMs).toBe(
+      50,
+    );
     expect(policy.decide(at(100_000, { downtimeLimitMs: 50 }), config).kind).toBe('continue');
-    expect(policy.decide(at(151_000, { downtimeLimitMs: 50 }), config)).toMatchObject({ kind: 'setDowntimeLimit', downtimeLimitMs: 95 });
+    expect(policy.decide(at(151_000, { downtimeLimitMs: 50 }), config)).toMatchObject({
+      kind: 'setDowntimeLimit',
+      downtimeLimitMs: 95,
+    });
     expect(policy.decide(at(151_000, { downtimeLimitMs: 95 }), config).kind).toBe('continue');
     expect(policy.decide(at(1_600_001, { downtimeLimitMs: 500 }), config)).toMatchObject({ kind: 'abort' });
   });
@@ -132,22 +141,37 @@ describe('kubevirt', () => {
     const s = at(100_000, { ramBytes: ram, progressWatermark: { remainingBytes: 1, atMs: 10_000 } });
     expect(policy.decide(s, config).kind).toBe('continue');
     const stalled = at(160_001, { ramBytes: ram, progressWatermark: { remainingBytes: 1, atMs: 10_000 } });
-    expect(policy.decide(stalled, config)).toMatchObject({ kind: 'abort', reason: expect.stringMatching(/no progress/) });
+    expect(policy.decide(stalled, config)).toMatchObject({
+      kind: 'abort',
+      reason: expect.stringMatching(/no progress/),
+    });
   });
 
   it('aborts past the completion time without workload disruption', () => {
     const { policy, config } = resolvePolicy('kubevirt', {});
-    expect(policy.decide(at(150_001, { ramBytes: ram }), config)).toMatchObject({ kind: 'abort', reason: expect.stringMatching(/completion/) });
+    expect(policy.decide(at(150_001, { ramBytes: ram }), config)).toMatchObject({
+      kind: 'abort',
+      reason: expect.stringMatching(/completion/),
+    });
   });
 
   it('with allowPostCopy switches to post-copy; with disruption only, pauses and doubles the time', () => {
     const pc = resolvePolicy('kubevirt', { allowPostCopy: 'true' });
-    expect(pc.policy.decide(at(150_001, { ramBytes: ram, postcopyPermitted: true }), pc.config).kind).toBe('postcopy');
+    expect(pc.policy.decide(at(150_001, { ramBytes: ram, postcopyPermitted: true }), pc.config).kind).toBe(
+      'postcopy',
+    );
     const pause = resolvePolicy('kubevirt', { allowWorkloadDisruption: 'true' });
     expect(pause.policy.decide(at(150_001, { ramBytes: ram }), pause.config).kind).toBe('pause');
     const paused = at(200_000, { ramBytes: ram, actions: [{ kind: 'pause', atMs: 150_001, pass: 9 }] });
     expect(pause.policy.decide(paused, pause.config).kind).toBe('continue');
-    expect(pause.policy.decide({ ...paused, elapsedMs: 300_001, progressWatermark: paused.progressWatermark }, pause.config).kind).toBe('abort');
-    expect(resolvePolicy('kubevirt', { allowPostCopy: 'false' }).config).toMatchObject({ allowPostCopy: false });
+    expect(
+      pause.policy.decide(
+        { ...paused, elapsedMs: 300_001, progressWatermark: paused.progressWatermark },
+        pause.config,
+      ).kind,
+    ).toBe('abort');
+    expect(resolvePolicy('kubevirt', { allowPostCopy: 'false' }).config).toMatchObject({
+      allowPostCopy: false,
+    });
   });
 });
