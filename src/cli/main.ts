@@ -1,4 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
+import { measureControllerCost } from '../bench/controller-cost.js';
 import { buildGuestImage, defaultCacheDir } from '../lab/image.js';
 import { cleanLeftovers } from '../lab/clean.js';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
@@ -215,6 +216,25 @@ policyOptions(
     destination.close();
   }
 });
+
+const bench = program.command('bench').description('benchmarks');
+bench
+  .command('controller')
+  .description("the controller's own cost: forced-switchover latency and CPU, over N lab migrations")
+  .option('--runs <n>', 'number of forced switchovers', positiveInt('--runs'), 20)
+  .option('--workload <spec>', 'guest workload', 'random:100')
+  .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 256)
+  .option('--link <spec>', 'emulated link', '1gbit')
+  .action(async (o) => {
+    const r = await measureControllerCost({
+      runs: o.runs,
+      workload: parseWorkload(o.workload),
+      ramMiB: o.ram,
+      link: parseLink(o.link),
+      log: (l) => process.stderr.write(l + '\n'),
+    });
+    process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  });
 
 program
   .command('recover')

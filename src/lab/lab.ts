@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { RegionSampler } from '../migration/region-sampler.js';
 import { MigrationSession, type MigrationResult, type SessionOptions } from '../migration/session.js';
 import {
   QemuVm,
@@ -202,6 +203,9 @@ export async function migrateLab(
   hooks: LabMigrationHooks = {},
 ): Promise<LabMigrationResult> {
   const tx0 = await lab.link?.txBytes();
+  // The lab runs on this host as root: region sets by sampling the source's RAM, for the policies that want them.
+  const regionSource =
+    session.regionSource ?? new RegionSampler(lab.source.pid, await lab.ramRanges(lab.source));
   const migration = await new MigrationSession({
     ...session,
     source: lab.source.qmp,
@@ -210,7 +214,10 @@ export async function migrateLab(
     incomingUri: lab.migrateUri,
     resumeDestination: false,
     startDestinationOnPostcopy: true,
-  }).run();
+    regionSource,
+  })
+    .run()
+    .finally(() => regionSource.close());
   // The source says `completed` once everything is in its socket; read the link counter only
   // once the destination has it all (after verification) or the migration is over.
   const linkBytesNow = async () => (tx0 === undefined ? undefined : (await lab.link!.txBytes()) - tx0);

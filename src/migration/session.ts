@@ -6,11 +6,13 @@ import {
   type ControllerState,
   type PassRecord,
   type PolicySetup,
+  type RegionHistory,
 } from '../policy/types.js';
 import { QmpError, type QmpClient, type QmpEvent } from '../qmp/index.js';
 import { KvmigrateError } from '../util/errors.js';
 import { PassTracker } from './pass-tracker.js';
 import { MigrationInfoSchema, TERMINAL_STATUSES, type MigrationInfo } from './query.js';
+import type { RegionSource } from './region-sampler.js';
 
 /** A migration cannot start: wrong endpoints, mismatched VMs, a port in use. Nothing was changed. */
 export class MigrationSetupError extends KvmigrateError {}
@@ -60,6 +62,8 @@ export interface MigrationResult {
   decisions: Decision[];
   /** From the first forcing action (switchover/postcopy/pause) to QEMU leaving `active`, ms. */
   actionLatencyMs?: number;
+  /** Which region source fed the policy, if any. */
+  regionSource?: 'tap' | 'sampling';
   /** The migration went through post-copy (the guest ran on the destination before completion). */
   postcopy: boolean;
   /** Controller CPU time ÷ wall time, % of one core. */
@@ -82,6 +86,10 @@ export interface SessionOptions {
   pollMs?: number;
   postcopyPermitted?: boolean;
   onDeadline?: 'abort' | 'switchover' | 'postcopy';
+  /** Region-level dirty sets for policies that want them (tap or sampling). */
+  regionSource?: RegionSource;
+  /** How often the region source is read while a pass runs (default 250 ms). */
+  regionSampleMs?: number;
   /** Abort when no bytes move for this long (default 20 s): a dead link never fails by itself. */
   stallTimeoutMs?: number;
   /** The destination was started with -S: start it when post-copy begins (the guest must run there). */
@@ -112,6 +120,9 @@ export class MigrationSession {
   private lastProgress = { transferred: -1, atMs: 0 };
   private postcopyEnabled = false;
   private destinationStarted = false;
+  private regions: RegionHistory | undefined;
+  private regionsThisPass = new Set<number>();
+  private lastRegionSample = 0;
   private wake: (() => void) | undefined;
   private readonly pollMs: number;
 
@@ -129,6 +140,15 @@ export class MigrationSession {
     });
     await this.preflight();
     await this.configure(setup);
+    const rs = this.opts.regionSource;
+    if (setup.wantsRegions && rs) {
+      this.regions = {
+        source: rs.source,
+        regionBytes: rs.regionBytes,
+        regionCount: rs.regionCount,
+        perPass: [],
+      };
+    }
 
     const onSrcEvent = (e: QmpEvent) => {
       if (e.event === 'MIGRATION')
@@ -237,7 +257,9 @@ export class MigrationSession {
         const elapsedMs = now - this.startedAt;
         const status = info.status ?? 'none';
         // Even the terminal sample: syncs may have happened since the last poll.
+        const passesBefore = this.tracker.passes.length;
         const atPassEnd = this.tracker.observe(info, elapsedMs, this.downtimeLimitMs);
+        this.sampleRegions(now, this.tracker.passes.length - passesBefore);
         if (TERMINAL_STATUSES.has(status)) break;
         this.track(info, elapsedMs);
         if (status === 'postcopy-active') await this.startDestinationForPostcopy();
@@ -311,6 +333,7 @@ export class MigrationSession {
       passes: this.tracker.passes,
       decisions: this.decisions,
       actionLatencyMs: this.actionLatency(),
+      regionSource: this.regions?.source,
       postcopy: this.destinationStarted || this.statusChangedAt.some((x) => x.status === 'postcopy-active'),
       controllerCpuPct: ((cpu.user + cpu.system) / 1000 / wallMs) * 100,
       clock: {
@@ -321,6 +344,19 @@ export class MigrationSession {
       },
       ...(error || info['error-desc'] ? { error: error ?? info['error-desc'] } : {}),
     };
+  }
+
+  /** Accumulates the regions dirtied during the pass under way; files them when passes close. */
+  private sampleRegions(now: number, passesClosed: number): void {
+    const rs = this.opts.regionSource;
+    if (!this.regions || !rs) return;
+    if (passesClosed > 0 || now - this.lastRegionSample >= (this.opts.regionSampleMs ?? 250)) {
+      for (const r of rs.changed()) this.regionsThisPass.add(r);
+      this.lastRegionSample = now;
+    }
+    // Syncs closer together than one sample share what was seen.
+    for (let k = 0; k < passesClosed; k++) this.regions.perPass.push([...this.regionsThisPass]);
+    if (passesClosed > 0) this.regionsThisPass = new Set();
   }
 
   /** Keeps the progress watermark (lowest remaining) and the time bytes last moved. */
@@ -366,6 +402,7 @@ export class MigrationSession {
       downtimeLimitMs: this.downtimeLimitMs,
       postcopyPermitted: this.postcopyEnabled,
       progressWatermark: this.watermark,
+      regions: this.regions,
       actions: this.applied,
     };
   }
@@ -380,7 +417,8 @@ export class MigrationSession {
   private async apply(action: Action, state: ControllerState, safety: boolean): Promise<void> {
     const { source: src } = this.opts;
     if (safety) this.log(state, action);
-    const once = action.kind !== 'setDowntimeLimit' && action.kind !== 'continue';
+    // postcopy/pause/abort happen once; a switchover may be raised again (to a higher limit).
+    const once = action.kind === 'postcopy' || action.kind === 'pause' || action.kind === 'abort';
     if (once && this.applied.some((a) => a.kind === action.kind)) return;
     this.applied.push({ kind: action.kind, atMs: state.elapsedMs, pass: state.currentPass });
     if (['switchover', 'postcopy', 'pause'].includes(action.kind)) this.firstForcingAt ??= performance.now();
@@ -393,7 +431,8 @@ export class MigrationSession {
           MAX_DOWNTIME_LIMIT_MS,
           Math.round(action.downtimeLimitMs ?? MAX_DOWNTIME_LIMIT_MS),
         );
-        if (ms === this.downtimeLimitMs) return;
+        if (ms === this.downtimeLimitMs || (action.kind === 'switchover' && ms < this.downtimeLimitMs))
+          return;
         await src.execute('migrate-set-parameters', { 'downtime-limit': ms });
         this.downtimeLimitMs = ms;
         return;

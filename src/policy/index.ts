@@ -13,3 +13,6 @@ export { nova, novaDowntimeSteps, novaDataGb } from './nova.js';
 export { kubevirt } from './kubevirt.js';
 export { autoConverge } from './auto-converge.js';
 export { postcopyAfter } from './postcopy-after.js';
+export { frs, frsRule, qemuWillConverge } from './frs.js';
+export { mp, classify, hotSet, jaccard } from './mp.js';
+export { adaptive, predictOptions, workingSetCurve } from './adaptive.js';

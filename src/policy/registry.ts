@@ -1,6 +1,9 @@
 import type { z } from 'zod';
 import { KvmigrateError } from '../util/errors.js';
+import { adaptive } from './adaptive.js';
 import { autoConverge } from './auto-converge.js';
+import { frs } from './frs.js';
+import { mp } from './mp.js';
 import { kubevirt } from './kubevirt.js';
 import { nova } from './nova.js';
 import { postcopyAfter } from './postcopy-after.js';
@@ -13,7 +16,10 @@ export class PolicyConfigError extends KvmigrateError {}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const POLICIES: Record<string, Policy<any>> = Object.fromEntries(
-  [stock, relaxed, nova, kubevirt, autoConverge, postcopyAfter, switchAtPass].map((p) => [p.name, p]),
+  [stock, relaxed, nova, kubevirt, autoConverge, postcopyAfter, switchAtPass, frs, mp, adaptive].map((p) => [
+    p.name,
+    p,
+  ]),
 );
 
 export interface ResolvedPolicy<C = unknown> {

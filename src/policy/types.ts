@@ -37,6 +37,8 @@ export const ActionSchema = z.discriminatedUnion('kind', [
     kind: z.literal('switchover'),
     downtimeLimitMs: z.number().positive().optional(),
     reason: z.string(),
+    /** What the policy expects (adaptive): compared with what happened, after the run. */
+    prediction: z.object({ downtimeMs: z.number(), totalMs: z.number(), bytes: z.number() }).optional(),
   }),
   z.object({ kind: z.literal('postcopy'), reason: z.string() }),
   z.object({ kind: z.literal('pause'), reason: z.string() }),
@@ -68,12 +70,28 @@ export interface ControllerState {
   postcopyPermitted: boolean;
   /** Lowest `remaining` seen so far and when it was first reached (KubeVirt's progress watermark). */
   progressWatermark: { remainingBytes: number; atMs: number };
+  /**
+   * Which memory regions each completed pass saw dirtied, when a region source is on: `tap` (exact,
+   * what each pass sent) or `sampling` (host-side hashes of sampled pages). Region i covers guest
+   * RAM [i × regionBytes, (i+1) × regionBytes).
+   */
+  regions?: RegionHistory;
   /** Actions already applied, oldest first. */
   actions: { kind: ActionKind; atMs: number; pass: number }[];
 }
 
+export interface RegionHistory {
+  source: 'tap' | 'sampling';
+  regionBytes: number;
+  regionCount: number;
+  /** One entry per completed pass, same order as `passes`: indices of the regions dirtied. */
+  perPass: number[][];
+}
+
 /** What a policy asks for before `migrate`: the starting downtime-limit and capabilities. */
 export interface PolicySetup {
+  /** The policy wants region-level dirty sets (tap or sampling) when they can be had. */
+  wantsRegions?: boolean;
   downtimeLimitMs: number;
   /** Set `postcopy-ram` on both sides before `migrate` so the policy may switch to post-copy. */
   postcopy: boolean;
@@ -96,6 +114,17 @@ export const CONTINUE: Action = { kind: 'continue', reason: 'keep iterating' };
 
 /** QEMU's upper bound for downtime-limit, in ms. */
 export const MAX_DOWNTIME_LIMIT_MS = 2_000_000;
+
+/**
+ * Passes that sent what they began with: only these measure the guest's working set. QEMU also
+ * syncs back to back when it checks whether it may stop (remaining under the threshold); such a
+ * "pass" lasts milliseconds and its dirty count is just what was not sent yet.
+ */
+export function drainedPasses(passes: PassRecord[]): PassRecord[] {
+  return passes.filter(
+    (p, i) => i === 0 || (p.endMs - p.startMs >= 50 && p.bytesSent >= 0.8 * p.remainingAtStartBytes),
+  );
+}
 
 /** The time of the first action of one of these kinds, if any. */
 export function firstAction(state: ControllerState, ...kinds: ActionKind[]) {

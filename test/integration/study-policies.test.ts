@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { migrateLab } from '../../src/lab/lab.js';
+import { parseLink } from '../../src/lab/link.js';
+import { parseWorkload } from '../../src/lab/workload.js';
+import { resolvePolicy } from '../../src/policy/index.js';
+import { withLab } from './helpers.js';
+
+const gbit = parseLink('1gbit');
+const session = (policy: string, deadlineMs = 40_000) => ({
+  policy: resolvePolicy(policy),
+  downtimeBudgetMs: 300,
+  deadlineMs,
+});
+
+describe('frs, mp and adaptive on memory-intensive guests (512 MiB, 1 Gbit, 300 ms budget)', () => {
+  for (const workload of ['random:200', 'hotcold:32:256:90', 'sweep:256:400']) {
+    it(`${workload}: stock does not complete; frs, mp and adaptive do, verified`, async () => {
+      const lab = { workload: parseWorkload(workload), ramMiB: 512, link: gbit };
+      await withLab(lab, async (l) => {
+        const r = await migrateLab(l, session('stock', 8000));
+        expect(r.migration.outcome).toBe('cancelled');
+        expect(r.sourceRunsOn).toBe(true);
+      });
+      for (const policy of ['frs', 'mp', 'adaptive']) {
+        await withLab(lab, async (l) => {
+          const r = await migrateLab(l, session(policy));
+          expect(r.migration.outcome, `${policy}: ${r.migration.reason}`).toBe('completed');
+          const switched = r.migration.decisions.find((d) => d.action.kind === 'switchover');
+          expect(switched?.action.reason).toMatch(new RegExp(`^${policy}`));
+          if (policy !== 'frs') expect(r.migration.regionSource).toBe('sampling');
+          expect(r.verification!.ram!.differingPages).toBe(0);
+          expect(r.verification!.guestCheck.ok).toBe(true);
+          expect(r.success).toBe(true);
+        });
+      }
+    });
+  }
+});
+
+describe('frs, mp and adaptive leave converging guests to QEMU', () => {
+  for (const [workload, ram] of [
+    ['idle', 256],
+    ['rate:200:20000', 512],
+  ] as const) {
+    it(`${workload}: none forces a switchover; QEMU converges by itself`, async () => {
+      for (const policy of ['frs', 'mp', 'adaptive']) {
+        await withLab({ workload: parseWorkload(workload), ramMiB: ram, link: gbit }, async (l) => {
+          const r = await migrateLab(l, session(policy));
+          expect(r.migration.outcome, `${policy}: ${r.migration.reason}`).toBe('completed');
+          expect(r.migration.decisions.filter((d) => d.action.kind !== 'continue')).toEqual([]);
+          expect(r.success).toBe(true);
+        });
+      }
+    });
+  }
+});
