@@ -127,7 +127,7 @@ export class MigrationSession {
   private readonly pollMs: number;
 
   constructor(private readonly opts: SessionOptions) {
-    this.pollMs = opts.pollMs ?? 40;
+    this.pollMs = opts.pollMs ?? 50;
   }
 
   async run(): Promise<MigrationResult> {

@@ -17,8 +17,8 @@ describe('lab migrations on real QEMU over the emulated 1 Gbit link', () => {
         deadlineMs: 30_000,
       });
       expect(r.migration.outcome).toBe('completed');
-      expect(r.verification!.ram.differingPages).toBe(0);
-      expect(r.verification!.ram.pagesCompared).toBe((256 * 2 ** 20) / 4096);
+      expect(r.verification!.ram!.differingPages).toBe(0);
+      expect(r.verification!.ram!.pagesCompared).toBe((256 * 2 ** 20) / 4096);
       expect(r.verification!.guestCheck.ok).toBe(true);
       expect(r.verification!.heartbeatResumed).toBe(true);
       expect(r.guestDowntimeMs).toBeGreaterThan(0);
@@ -68,7 +68,7 @@ describe('lab migrations on real QEMU over the emulated 1 Gbit link', () => {
         expect(r.migration.outcome).toBe('completed');
         expect(r.migration.decisions.map((d) => d.action.kind)).toContain('switchover');
         expect(r.migration.decisions.find((d) => d.action.kind === 'switchover')!.pass).toBe(k);
-        expect(r.verification!.ram.differingPages).toBe(0);
+        expect(r.verification!.ram!.differingPages).toBe(0);
         expect(r.verification!.guestCheck.ok).toBe(true);
         expect(r.verification!.heartbeatResumed).toBe(true);
         // The dirty set (~200 MiB) goes in the stop-and-copy: the guest feels it.
@@ -99,7 +99,7 @@ describe('lab migrations on real QEMU over the emulated 1 Gbit link', () => {
         },
       );
       expect(r.migration.outcome).toBe('completed');
-      expect(r.verification!.ram.differingPages).toBe(1);
+      expect(r.verification!.ram!.differingPages).toBe(1);
       expect(r.verification!.guestCheck.ok).toBe(false);
       expect(r.verification!.guestCheck.line).toMatch(
         new RegExp(`CHECK FAIL bad=1 first=${corrupted!.index} `),
