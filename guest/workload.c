@@ -13,7 +13,9 @@
  * Modes:
  *   idle                              a 16 MiB region written once, then nothing
  *   random:<MiB>                      uniform random page writes, as fast as possible
- *   hotcold:<hotMiB>:<coldMiB>:<pct>  pct% of writes in the hot region, the rest in the cold one
+ *   hotcold:<hotMiB>:<coldMiB>:<pct>[:<pagesPerSec>]
+ *                                     pct% of writes in the hot region, the rest in the cold one
+ *                                     (as fast as possible, or paced)
  *   rate:<MiB>:<pagesPerSec>          uniform random writes, paced
  *   sweep:<MiB>:<MBps>                sequential page writes, paced, wrapping around
  *   phase:<MiB>:<hotMiB>:<periodS>    random writes in a hot window that moves every periodS s
@@ -93,7 +95,8 @@ static void write_page(uint64_t i) {
 }
 
 static int parse_mode(const char *spec) {
-  unsigned long a = 0, b = 0, c = 0;
+  unsigned long a = 0, b = 0, c = 0, d = 0;
+  int n;
   char extra;
   if (strcmp(spec, "idle") == 0) {
     cfg.mode = IDLE;
@@ -101,11 +104,13 @@ static int parse_mode(const char *spec) {
   } else if (sscanf(spec, "random:%lu%c", &a, &extra) == 1 && a > 0) {
     cfg.mode = RANDOM;
     cfg.pages = (a << 20) / PAGE;
-  } else if (sscanf(spec, "hotcold:%lu:%lu:%lu%c", &a, &b, &c, &extra) == 3 && a > 0 && b > 0 && c <= 100) {
+  } else if ((n = sscanf(spec, "hotcold:%lu:%lu:%lu:%lu%c", &a, &b, &c, &d, &extra)) >= 3 && n <= 4 && a > 0 &&
+             b > 0 && c <= 100) {
     cfg.mode = HOTCOLD;
     cfg.hot_pages = (a << 20) / PAGE;
     cfg.pages = ((a + b) << 20) / PAGE;
     cfg.hot_pct = (double)c;
+    cfg.pages_per_sec = n == 4 ? (double)d : 0; /* optional pacing */
   } else if (sscanf(spec, "rate:%lu:%lu%c", &a, &b, &extra) == 2 && a > 0) {
     cfg.mode = RATE;
     cfg.pages = (a << 20) / PAGE;

@@ -9,6 +9,7 @@ import { recoverMigration } from '../migration/recover.js';
 import { MigrationSession, type Decision, type Progress } from '../migration/session.js';
 import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { QmpClient } from '../qmp/index.js';
+import { MigrationTap } from '../tap/index.js';
 import { UsageError } from '../util/errors.js';
 import { reportError } from './errors.js';
 import { decisionLine, labSummary, passTimeline, progressLine, table, mib } from './format.js';
@@ -62,6 +63,13 @@ function policyFrom(opts: { policy: string; policyOpt?: string[]; switchAtPass?:
   return resolvePolicy(opts.policy, parsePolicyOptions(opts.policyOpt ?? []));
 }
 
+/** `--tap` relays to where `--uri` points. */
+function tapUpstream(uri: string): { upstreamHost: string; upstreamPort: number } {
+  const m = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(uri);
+  if (!m) throw new UsageError(`--tap needs a tcp:HOST:PORT --uri, not '${uri}'`);
+  return { upstreamHost: m[1]!.replace(/^\[|\]$/g, ''), upstreamPort: Number(m[2]) };
+}
+
 const program = new Command('kvmigrate')
   .description('Make QEMU live migration converge: observe every pass over QMP, decide with a policy, act.')
   .option('--debug', 'print stack traces on errors')
@@ -108,6 +116,7 @@ policyOptions(
     .option('--link <spec>', 'emulated link: 1gbit, 256mbit, none, …[,delay=1ms]', '1gbit')
     .addOption(new Option('--accel <accel>', 'tcg or kvm').argParser(accel).default('tcg'))
     .option('--port <port>', 'destination incoming port', positiveInt('--port'))
+    .option('--tap', 'relay the migration through the tap (exact per-pass page sets for mp/adaptive)')
     .option('--cache-dir <dir>', 'guest image cache (default $KVMIGRATE_CACHE or ~/.cache/kvmigrate)'),
 )
   .addOption(
@@ -126,6 +135,7 @@ policyOptions(
       accel: o.accel,
       cacheDir: o.cacheDir,
       port: o.port,
+      tap: Boolean(o.tap),
       log,
     });
     let result: LabMigrationResult;
@@ -179,20 +189,37 @@ policyOptions(
     .requiredOption('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
     .requiredOption('--uri <uri>', 'where the source sends, e.g. tcp:10.0.0.2:4444')
     .option('--incoming <uri>', 'issue migrate-incoming on the destination first (for -incoming defer)')
-    .option('--allow-postcopy', 'let the policy switch to post-copy'),
+    .option('--allow-postcopy', 'let the policy switch to post-copy')
+    .option(
+      '--tap [addr:port]',
+      'relay through the tap, listening here (default 127.0.0.1, any port); needs a tcp: --uri',
+    ),
 ).action(async (o) => {
   const policy = policyFrom(o);
+  const upstream = o.tap ? tapUpstream(o.uri) : undefined;
   const source = await QmpClient.connect(o.src);
   const destination = await QmpClient.connect(o.dst).catch((e) => {
     source.close();
     throw e;
   });
+  let tap: MigrationTap | undefined;
   try {
+    if (upstream) {
+      const ram = await source.execute<{ 'base-memory': number }>('query-memory-size-summary');
+      const [listenHost, listenPort] = typeof o.tap === 'string' ? o.tap.split(':') : ['127.0.0.1', '0'];
+      tap = await MigrationTap.start({
+        ...upstream,
+        listenHost,
+        listenPort: Number(listenPort),
+        ramBytes: ram['base-memory'],
+      });
+    }
     const progress = progressReporter(o.quiet || o.json);
     const result = await new MigrationSession({
       source,
       destination,
-      migrateUri: o.uri,
+      migrateUri: tap?.uri ?? o.uri,
+      regionSource: tap,
       incomingUri: o.incoming,
       policy,
       downtimeBudgetMs: o.downtimeBudget,
@@ -212,6 +239,7 @@ policyOptions(
     process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
     process.exitCode = result.outcome === 'completed' ? 0 : 1;
   } finally {
+    await tap?.close();
     source.close();
     destination.close();
   }

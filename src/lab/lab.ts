@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RegionSampler } from '../migration/region-sampler.js';
+import { MigrationTap, type TapStatus } from '../tap/index.js';
 import { MigrationSession, type MigrationResult, type SessionOptions } from '../migration/session.js';
 import {
   QemuVm,
@@ -15,7 +16,7 @@ import {
 } from '../qemu/index.js';
 import { LabError } from '../util/errors.js';
 import { buildGuestImage, defaultCacheDir, type GuestImage } from './image.js';
-import { EmulatedLink, LAB_PREFIX, formatLink, type LinkSpec } from './link.js';
+import { EmulatedLink, LAB_PREFIX, formatLink, labIdPrefix, type LinkSpec } from './link.js';
 import { compareGuestRam, guestRamRanges, type RamComparison, type RamRange } from './ram-compare.js';
 import { SerialConsole, longestGap } from './serial.js';
 import { formatWorkload, workloadFootprintMib, type WorkloadSpec } from './workload.js';
@@ -29,6 +30,8 @@ export interface LabOptions {
   cacheDir?: string;
   /** Destination's incoming port (default 4444 on the emulated link, a free one on loopback). */
   port?: number;
+  /** Put the migration tap between source and destination (exact per-pass page sets). */
+  tap?: boolean;
   log?: (line: string) => void;
 }
 
@@ -56,7 +59,11 @@ export class Lab {
     readonly sourceConsole: SerialConsole,
     readonly destinationConsole: SerialConsole,
     readonly link: EmulatedLink | undefined,
+    /** Where the source sends: the destination, or the tap in front of it. */
     readonly migrateUri: string,
+    /** Where the destination listens. */
+    readonly incomingUri: string,
+    readonly tap: MigrationTap | undefined,
   ) {}
 
   static async start(opts: LabOptions): Promise<Lab> {
@@ -72,7 +79,7 @@ export class Lab {
     if (accel === 'kvm') await assertKvmUsable();
     const { image } = await buildGuestImage(opts.cacheDir ?? defaultCacheDir());
 
-    const id = randomBytes(3).toString('hex');
+    const id = labIdPrefix() + randomBytes(3).toString('hex');
     const dir = mkdtempSync(path.join(os.tmpdir(), `${LAB_PREFIX}-${id}-`));
     const cleanup: (() => Promise<void>)[] = [async () => rmSync(dir, { recursive: true, force: true })];
     const undo = async () => {
@@ -133,6 +140,17 @@ export class Lab {
         kernelPackage: image.kernelPackage,
         bootMs,
       };
+      let tap: MigrationTap | undefined;
+      if (opts.tap) {
+        // The source sends to the tap over loopback; the tap's forward leg crosses the emulated link.
+        tap = await MigrationTap.start({
+          upstreamHost: destAddr,
+          upstreamPort: port,
+          ramBytes: opts.ramMiB * 2 ** 20,
+        });
+        cleanup.push(() => tap!.close());
+      }
+      const incomingUri = `tcp:${destAddr}:${port}`;
       const lab = new Lab(
         info,
         dir,
@@ -141,7 +159,9 @@ export class Lab {
         sourceConsole,
         destinationConsole,
         link,
-        `tcp:${destAddr}:${port}`,
+        tap?.uri ?? incomingUri,
+        incomingUri,
+        tap,
       );
       lab.teardown = undo;
       return lab;
@@ -185,6 +205,8 @@ export interface LabMigrationResult {
   sourceCheck?: { ok: boolean; line: string };
   /** Bytes the source pushed into the emulated link during the migration. */
   linkBytes?: number;
+  /** What the tap saw, when it was on. */
+  tap?: TapStatus;
   success: boolean;
 }
 
@@ -203,21 +225,28 @@ export async function migrateLab(
   hooks: LabMigrationHooks = {},
 ): Promise<LabMigrationResult> {
   const tx0 = await lab.link?.txBytes();
-  // The lab runs on this host as root: region sets by sampling the source's RAM, for the policies that want them.
+  // Region sets: the tap when it is on (exact, nearly free); else, for the policies that want them,
+  // sampling the source's RAM (the lab runs on this host as root).
+  const wantsRegions = session.policy.policy.setup(session.policy.config, {
+    downtimeBudgetMs: session.downtimeBudgetMs,
+    postcopyPermitted: session.postcopyPermitted ?? false,
+  }).wantsRegions;
   const regionSource =
-    session.regionSource ?? new RegionSampler(lab.source.pid, await lab.ramRanges(lab.source));
+    session.regionSource ??
+    lab.tap ??
+    (wantsRegions ? new RegionSampler(lab.source.pid, await lab.ramRanges(lab.source)) : undefined);
   const migration = await new MigrationSession({
     ...session,
     source: lab.source.qmp,
     destination: lab.destination.qmp,
     migrateUri: lab.migrateUri,
-    incomingUri: lab.migrateUri,
+    incomingUri: lab.incomingUri,
     resumeDestination: false,
     startDestinationOnPostcopy: true,
     regionSource,
   })
     .run()
-    .finally(() => regionSource.close());
+    .finally(() => regionSource !== lab.tap && regionSource?.close());
   // The source says `completed` once everything is in its socket; read the link counter only
   // once the destination has it all (after verification) or the migration is over.
   const linkBytesNow = async () => (tx0 === undefined ? undefined : (await lab.link!.txBytes()) - tx0);
@@ -237,6 +266,7 @@ export async function migrateLab(
       sourceRunsOn,
       sourceCheck,
       linkBytes,
+      tap: lab.tap?.status(),
       success: false,
     };
   }
@@ -277,6 +307,7 @@ export async function migrateLab(
     guestDowntimeMs,
     verification,
     linkBytes,
+    tap: lab.tap?.status(),
     success: ram.differingPages === 0 && guestCheck.ok && heartbeatResumed,
   };
 }
@@ -311,6 +342,7 @@ async function verifyPostcopy(
       heartbeatResumed,
     },
     linkBytes,
+    tap: lab.tap?.status(),
     success: guestCheck.ok && heartbeatResumed,
   };
 }

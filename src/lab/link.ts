@@ -4,6 +4,14 @@ import { LabError, UsageError } from '../util/errors.js';
 /** Name prefix of every netns, veth and temp dir the lab makes; `lab clean` removes what carries it. */
 export const LAB_PREFIX = 'kvmm';
 
+/**
+ * Lab ids start with $KVMIGRATE_LAB_TAG when set (a test run sets one), so a run can tell its own
+ * leftovers from another run's on the same host. At most 2 characters: veth names are short.
+ */
+export function labIdPrefix(): string {
+  return (process.env.KVMIGRATE_LAB_TAG ?? '').replace(/[^a-z0-9]/g, '').slice(0, 2);
+}
+
 export interface LinkSpec {
   /** Source → destination rate in Mbit/s; undefined = no emulated link (loopback, unlimited). */
   rateMbit?: number;

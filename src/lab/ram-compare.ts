@@ -142,3 +142,24 @@ export async function findWorkloadPage(
   }
   return undefined;
 }
+
+/** Every page of the guest workload's region: guest-physical page number → its index in the region. */
+export async function findWorkloadPages(pid: number, ranges: RamRange[]): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  const fh = await open(`/proc/${pid}/mem`, 'r');
+  const buf = Buffer.alloc(CHUNK);
+  try {
+    for (const r of ranges) {
+      for (let off = 0; off < r.length; off += CHUNK) {
+        const len = Math.min(CHUNK, r.length - off);
+        await readFully(fh, buf, len, r.hva + off);
+        for (let p = 0; p < len; p += PAGE) {
+          if (buf.readUInt32LE(p) === 0x574d564b) out.set((r.gpa + off + p) / PAGE, buf.readUInt32LE(p + 4));
+        }
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+  return out;
+}

@@ -4,7 +4,7 @@ import { UsageError } from '../util/errors.js';
 export type WorkloadSpec =
   | { kind: 'idle' }
   | { kind: 'random'; mib: number }
-  | { kind: 'hotcold'; hotMib: number; coldMib: number; hotPct: number }
+  | { kind: 'hotcold'; hotMib: number; coldMib: number; hotPct: number; pagesPerSec?: number }
   | { kind: 'rate'; mib: number; pagesPerSec: number }
   | { kind: 'sweep'; mib: number; mbps: number }
   | { kind: 'phase'; mib: number; hotMib: number; periodS: number };
@@ -12,14 +12,14 @@ export type WorkloadSpec =
 const FORMS: Record<string, string[]> = {
   idle: [],
   random: ['mib'],
-  hotcold: ['hotMib', 'coldMib', 'hotPct'],
+  hotcold: ['hotMib', 'coldMib', 'hotPct', 'pagesPerSec?'],
   rate: ['mib', 'pagesPerSec'],
   sweep: ['mib', 'mbps'],
   phase: ['mib', 'hotMib', 'periodS'],
 };
 
 export const WORKLOAD_FORMS =
-  'idle, random:<MiB>, hotcold:<hotMiB>:<coldMiB>:<hotPct>, rate:<MiB>:<pagesPerSec>, sweep:<MiB>:<MBps>, phase:<MiB>:<hotMiB>:<periodS>';
+  'idle, random:<MiB>, hotcold:<hotMiB>:<coldMiB>:<hotPct>[:<pagesPerSec>], rate:<MiB>:<pagesPerSec>, sweep:<MiB>:<MBps>, phase:<MiB>:<hotMiB>:<periodS>';
 
 export function parseWorkload(text: string): WorkloadSpec {
   const [kind, ...rest] = text.trim().split(':');
@@ -27,10 +27,18 @@ export function parseWorkload(text: string): WorkloadSpec {
   const bad = (why: string) =>
     new UsageError(`unknown workload '${text}': ${why}; use one of ${WORKLOAD_FORMS}`);
   if (!fields) throw bad(`no workload named '${kind}'`);
-  if (rest.length !== fields.length) throw bad(`${kind} takes ${fields.length} number(s)`);
+  const required = fields.filter((f) => !f.endsWith('?')).length;
+  if (rest.length < required || rest.length > fields.length) {
+    throw bad(
+      `${kind} takes ${required === fields.length ? required : `${required} or ${fields.length}`} number(s)`,
+    );
+  }
   const nums = rest.map((r) => (/^\d+$/.test(r) ? Number(r) : NaN));
   if (nums.some((n) => !Number.isFinite(n))) throw bad('parameters must be whole numbers');
-  const spec = Object.fromEntries([['kind', kind], ...fields.map((f, i) => [f, nums[i]])]) as WorkloadSpec;
+  const spec = Object.fromEntries([
+    ['kind', kind],
+    ...rest.map((_, i) => [fields[i]!.replace('?', ''), nums[i]]),
+  ]) as WorkloadSpec;
   if (spec.kind === 'hotcold' && spec.hotPct > 100) throw bad('hotPct is at most 100');
   if (spec.kind === 'phase' && spec.hotMib > spec.mib) throw bad('the hot window must fit in the region');
   if (spec.kind !== 'idle' && 'mib' in spec && spec.mib === 0) throw bad('the region must be at least 1 MiB');
@@ -38,8 +46,10 @@ export function parseWorkload(text: string): WorkloadSpec {
 }
 
 export function formatWorkload(w: WorkloadSpec): string {
-  const fields = FORMS[w.kind]!;
-  return [w.kind, ...fields.map((f) => String((w as unknown as Record<string, number>)[f]))].join(':');
+  const values = FORMS[w.kind]!.map(
+    (f) => (w as unknown as Record<string, number | undefined>)[f.replace('?', '')],
+  );
+  return [w.kind, ...values.filter((v) => v !== undefined).map(String)].join(':');
 }
 
 /** MiB the workload keeps in guest RAM (its region plus its generation table). */

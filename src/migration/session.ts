@@ -86,7 +86,7 @@ export interface SessionOptions {
   pollMs?: number;
   postcopyPermitted?: boolean;
   onDeadline?: 'abort' | 'switchover' | 'postcopy';
-  /** Region-level dirty sets for policies that want them (tap or sampling). */
+  /** Region-level dirty sets (tap or sampling), read at every pass end and every `regionSampleMs`. */
   regionSource?: RegionSource;
   /** How often the region source is read while a pass runs (default 250 ms). */
   regionSampleMs?: number;
@@ -123,6 +123,8 @@ export class MigrationSession {
   private regions: RegionHistory | undefined;
   private regionsThisPass = new Set<number>();
   private lastRegionSample = 0;
+  private workingSet = new Map<number, { seconds: number; bytes: number; atMs: number }>();
+  private stopSampling = false;
   private wake: (() => void) | undefined;
   private readonly pollMs: number;
 
@@ -141,7 +143,7 @@ export class MigrationSession {
     await this.preflight();
     await this.configure(setup);
     const rs = this.opts.regionSource;
-    if (setup.wantsRegions && rs) {
+    if (rs) {
       this.regions = {
         source: rs.source,
         regionBytes: rs.regionBytes,
@@ -165,7 +167,12 @@ export class MigrationSession {
     this.startedAt = performance.now();
     try {
       await src.execute('migrate', { uri: this.opts.migrateUri });
+      const sampling = setup.workingSetWindowsMs?.length
+        ? this.sampleWorkingSet(setup.workingSetWindowsMs)
+        : undefined;
       const result = await this.loop(cpu0);
+      this.stopSampling = true;
+      await sampling;
       if (result.outcome === 'failed' && result.transferredBytes === 0 && result.decisions.length === 0) {
         // Never connected: nothing changed on either side, so this is bad input, not a failed migration.
         throw new MigrationSetupError(
@@ -359,6 +366,40 @@ export class MigrationSession {
     if (passesClosed > 0) this.regionsThisPass = new Set();
   }
 
+  /**
+   * Measures points of the working-set curve in the background with QEMU's `calc-dirty-rate`
+   * (page-sampling: hashes sampled pages at the start and end of a window; the changed share × RAM
+   * is what the guest dirtied within it). Cycles through the windows until the migration ends.
+   */
+  private async sampleWorkingSet(windowsMs: number[]): Promise<void> {
+    const { source: src } = this.opts;
+    try {
+      while (!this.stopSampling) {
+        for (const ms of windowsMs) {
+          if (this.stopSampling) return;
+          await src.execute('calc-dirty-rate', {
+            'calc-time': ms,
+            'calc-time-unit': 'millisecond',
+            mode: 'page-sampling',
+          });
+          let r: { status: string; 'dirty-rate'?: number };
+          do {
+            await sleep(Math.min(50, ms / 2));
+            r = await src.execute('query-dirty-rate', { 'calc-time-unit': 'millisecond' });
+          } while (r.status !== 'measured' && !this.stopSampling);
+          if (r['dirty-rate'] !== undefined) {
+            const seconds = ms / 1000;
+            const bytes = Math.min(this.ramBytes, r['dirty-rate'] * 2 ** 20 * seconds);
+            this.workingSet.set(ms, { seconds, bytes, atMs: performance.now() - this.startedAt });
+          }
+        }
+        await sleep(1000);
+      }
+    } catch {
+      // An older QEMU without millisecond windows, or the migration ended: no samples, no harm.
+    }
+  }
+
   /** Keeps the progress watermark (lowest remaining) and the time bytes last moved. */
   private track(info: MigrationInfo, elapsedMs: number): void {
     const ram = info.ram;
@@ -403,6 +444,7 @@ export class MigrationSession {
       postcopyPermitted: this.postcopyEnabled,
       progressWatermark: this.watermark,
       regions: this.regions,
+      workingSetSamples: this.workingSet.size ? [...this.workingSet.values()] : undefined,
       actions: this.applied,
     };
   }

@@ -6,6 +6,7 @@ import {
   drainedPasses,
   type Action,
   type ControllerState,
+  type PassRecord,
   type Policy,
 } from './types.js';
 
@@ -46,6 +47,16 @@ export function workingSetCurve(points: { seconds: number; bytes: number }[]): (
   };
 }
 
+/**
+ * One point of the working-set curve from a pass: what the guest freshly dirtied during it. A pass
+ * that ended under QEMU's threshold left part of its bitmap unsent, and that leftover is in the
+ * dirty count at its end too; it is taken out (in pages: zero pages cost no bytes on the wire).
+ */
+export function workingSetPoint(p: PassRecord): { seconds: number; bytes: number } {
+  const unsent = Math.max(0, p.remainingAtStartBytes - (p.normalPages + p.zeroPages) * 4096);
+  return { seconds: (p.endMs - p.startMs) / 1000, bytes: Math.max(0, p.dirtyAtEndBytes - unsent) };
+}
+
 export interface Option {
   /** 0 = switch over now, k = after k more passes. */
   morePasses: number;
@@ -57,12 +68,12 @@ export interface Option {
 /** Predicts each option from the end of the last completed pass. */
 export function predictOptions(state: ControllerState, cfg: AdaptiveConfig): Option[] {
   const B = Math.max(1, state.bandwidthBps);
-  const W = workingSetCurve(
-    drainedPasses(state.passes).map((p) => ({
-      seconds: (p.endMs - p.startMs) / 1000,
-      bytes: p.dirtyAtEndBytes,
-    })),
-  );
+  // Passes give points at their own durations; calc-dirty-rate anchors the short windows, where a
+  // line through the origin would badly underestimate a guest that saturates its working set fast.
+  const W = workingSetCurve([
+    ...drainedPasses(state.passes).map(workingSetPoint),
+    ...(state.workingSetSamples ?? []),
+  ]);
   const options: Option[] = [];
   let dirty = state.passes.at(-1)!.dirtyAtEndBytes;
   let elapsedMs = state.elapsedMs;
@@ -109,6 +120,7 @@ export const adaptive: Policy<AdaptiveConfig> = {
     postcopy: false,
     autoConverge: false,
     wantsRegions: true,
+    workingSetWindowsMs: [125, 500],
   }),
   decide(state, cfg): Action {
     if (!state.atPassEnd || state.passes.length === 0) return CONTINUE;

@@ -37,8 +37,9 @@ describe('the controller acts, and exactly one guest runs afterwards', () => {
       expect(r.migration.outcome).toBe('completed');
       expect(r.migration.postcopy).toBe(true);
       expect(r.verification!.guestCheck.ok).toBe(true);
-      // QEMU's downtime is the tiny CPU-state stop; the guest feels the remote page faults.
-      expect(r.guestDowntimeMs!).toBeGreaterThan(r.migration.qemuDowntimeMs);
+      // QEMU's figure after post-copy is not what the guest feels (1–3 ms measured); the guest's
+      // heartbeat shows the stall of the switch and of its remote page faults.
+      expect(r.guestDowntimeMs!).toBeGreaterThan(100);
       expect(r.success).toBe(true);
       await expectOneGuestRuns(lab, 'destination');
     });

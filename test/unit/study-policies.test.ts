@@ -24,8 +24,9 @@ function history(
       startMs: t,
       endMs: t + s * 1000,
       bytesSent: s * B,
-      normalPages: 0,
-      zeroPages: 0,
+      // Consistent page counts: full pages for the bytes sent; the bulk pass sends the rest as zero pages.
+      normalPages: Math.round((s * B) / 4096),
+      zeroPages: j === 0 ? Math.max(0, Math.round((512 * MiB - s * B) / 4096)) : 0,
       remainingAtStartBytes: j === 0 ? 512 * MiB : dirtyMiB[j - 1]! * MiB,
       dirtyAtEndBytes: dirtyMiB[j]! * MiB,
       bandwidthBps: B,
@@ -150,6 +151,14 @@ describe('mp', () => {
 
 describe('adaptive', () => {
   const cfg = AdaptiveConfigSchema.parse({});
+  it('without short-window samples, a line through the origin would keep it waiting (why it asks for them)', () => {
+    const { policy, config } = resolvePolicy('adaptive');
+    expect(
+      policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: false }).workingSetWindowsMs,
+    ).toEqual([125, 500]);
+    expect(policy.decide(history([2.3, 1.7], [210, 200]), config).kind).toBe('continue');
+  });
+
   it('fits a monotone, saturating working-set curve', () => {
     const W = workingSetCurve([
       { seconds: 4, bytes: 160 },
@@ -169,7 +178,9 @@ describe('adaptive', () => {
   });
   it('switches now, with a finite limit from its prediction, when the working set is saturated', () => {
     const { policy, config } = resolvePolicy('adaptive');
-    const a = policy.decide(history([2.3, 1.7], [210, 200]), config);
+    // calc-dirty-rate saw the whole working set dirtied within 125 ms.
+    const samples = [{ seconds: 0.125, bytes: 200 * MiB, atMs: 1000 }];
+    const a = policy.decide(history([2.3, 1.7], [210, 200], { workingSetSamples: samples }), config);
     expect(a.kind).toBe('switchover');
     if (a.kind !== 'switchover') return;
     expect(a.prediction!.downtimeMs).toBeCloseTo((200 / 119) * 1000 + 40, -1);

@@ -1,0 +1,2 @@
+export { MigrationStreamParser, type RamBlockInfo, type ParserState } from './parser.js';
+export { MigrationTap, type TapStatus } from './relay.js';
