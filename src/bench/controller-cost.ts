@@ -2,6 +2,7 @@ import { Lab, migrateLab } from '../lab/lab.js';
 import type { LinkSpec } from '../lab/link.js';
 import type { WorkloadSpec } from '../lab/workload.js';
 import { resolvePolicy } from '../policy/index.js';
+import { quantile } from './stats.js';
 
 export interface ControllerCost {
   runs: number;
@@ -9,14 +10,6 @@ export interface ControllerCost {
   latencyMs: { median: number; p95: number; max: number; samples: number[] };
   /** Controller CPU time ÷ wall time during each migration, % of one core. */
   cpuPct: { median: number; max: number };
-}
-
-export function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 }
 
 /** Forces `runs` switchovers on a memory-intensive lab guest and measures what the controller costs. */

@@ -1,5 +1,8 @@
 import { Command, CommanderError, Option } from 'commander';
 import { measureControllerCost } from '../bench/controller-cost.js';
+import { readResults } from '../bench/results.js';
+import { reportMarkdown, writeReports } from '../bench/report.js';
+import { runBench } from '../bench/run.js';
 import { buildGuestImage, defaultCacheDir } from '../lab/image.js';
 import { cleanLeftovers } from '../lab/clean.js';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
@@ -12,7 +15,7 @@ import { QmpClient } from '../qmp/index.js';
 import { MigrationTap } from '../tap/index.js';
 import { UsageError } from '../util/errors.js';
 import { reportError } from './errors.js';
-import { decisionLine, labSummary, passTimeline, progressLine, table, mib } from './format.js';
+import { decisionLine, labSummary, passTimeline, progressLine, mib } from './format.js';
 import { accel, collect, positiveInt, positiveNumber } from './options.js';
 
 /** Ctrl-C / SIGTERM cancel the migration under way; the finally blocks restore and tear down. */
@@ -245,7 +248,67 @@ policyOptions(
   }
 });
 
-const bench = program.command('bench').description('benchmarks');
+const list = (v: string) =>
+  v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+
+const bench = program
+  .command('bench')
+  .description('run the experiment matrix on the lab: results.json, results.csv, report.md, report.html')
+  .option('--workloads <list>', 'comma-separated workloads', list, [
+    'random:200',
+    'hotcold:32:256:90',
+    'sweep:256:400',
+  ])
+  .option(
+    '--policies <list>',
+    'comma-separated policies (relaxed = relaxed(L*), oracle = best fixed choice)',
+    list,
+    ['stock', 'relaxed', 'frs', 'mp', 'adaptive'],
+  ) // prettier-ignore
+  .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 512)
+  .option('--link <spec>', 'emulated link', '1gbit')
+  .option('--reps <n>', 'repetitions per cell (default 5, --quick 3)', positiveInt('--reps'))
+  .option('--quick', 'fewer reps')
+  .option('--downtime-budget <ms>', 'downtime budget, ms', positiveNumber('--downtime-budget'), 300)
+  .option('--deadline <s>', 'deadline per migration, s', positiveNumber('--deadline'), 30)
+  .option('--tap', 'relay every migration through the tap')
+  .option('--out <dir>', 'output directory', 'results')
+  .option('--resume', 'keep the runs already in --out and do the rest')
+  .action(async (o) => {
+    const signal = interruptSignal();
+    const results = await runBench({
+      workloads: o.workloads,
+      policies: o.policies,
+      ramMiB: o.ram,
+      link: o.link,
+      reps: o.reps ?? (o.quick ? 3 : 5),
+      downtimeBudgetMs: o.downtimeBudget,
+      deadlineS: o.deadline,
+      out: o.out,
+      resume: Boolean(o.resume),
+      tap: Boolean(o.tap),
+      signal,
+      log: (l) => process.stderr.write(l + '\n'),
+    });
+    process.stdout.write(reportMarkdown(results) + '\n');
+    process.stderr.write(
+      `wrote ${o.out}/results.json, results.csv, report.md, report.html${signal.aborted ? ' (interrupted: partial)' : ''}\n`,
+    );
+  });
+
+program
+  .command('report')
+  .description('regenerate results.csv, report.md and report.html from DIR/results.json')
+  .argument('<dir>', 'a bench output directory')
+  .action(async (dir: string) => {
+    const results = readResults(`${dir}/results.json`);
+    await writeReports(results, dir);
+    process.stdout.write(reportMarkdown(results) + '\n');
+  });
+
 bench
   .command('controller')
   .description("the controller's own cost: forced-switchover latency and CPU, over N lab migrations")
@@ -293,61 +356,28 @@ program
 program
   .command('demo')
   .description(
-    'run stock pre-copy against forced switchover on a memory-intensive lab guest and print the table',
+    'stock vs relaxed vs frs vs mp vs adaptive on one memory-intensive lab guest; prints the table',
   )
   .option('--workload <spec>', 'guest workload', 'random:200')
   .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 512)
   .option('--link <spec>', 'emulated link', '1gbit')
   .option('--deadline <s>', 'deadline per migration, s', positiveNumber('--deadline'), 20)
+  .option('--out <dir>', 'where to keep the results and reports', 'results/demo')
   .action(async (o) => {
-    const workload = parseWorkload(o.workload);
-    const link = parseLink(o.link);
-    const signal = interruptSignal();
-    const runs: [string, ResolvedPolicy][] = [
-      ['stock (300 ms)', resolvePolicy('stock')],
-      ['switch at pass 2', resolvePolicy('switch-at-pass', { pass: 2 })],
-      ['switch at pass 3', resolvePolicy('switch-at-pass', { pass: 3 })],
-    ];
-    const rows = [
-      ['policy', 'outcome', 'total', 'QEMU downtime', 'guest downtime', 'sent', 'passes', 'pages differ'],
-    ];
-    for (const [label, policy] of runs) {
-      if (signal.aborted) break;
-      process.stderr.write(`— ${label} —\n`);
-      const pair = await Lab.start({
-        workload,
-        ramMiB: o.ram,
-        link,
-        log: (l) => process.stderr.write(l + '\n'),
-      });
-      try {
-        const r = await migrateLab(pair, {
-          policy,
-          downtimeBudgetMs: 300,
-          deadlineMs: o.deadline * 1000,
-          signal,
-        });
-        const m = r.migration;
-        process.stderr.write(labSummary(r) + '\n');
-        rows.push([
-          label,
-          r.success ? 'success' : m.outcome,
-          `${(m.totalTimeMs / 1000).toFixed(2)} s`,
-          m.outcome === 'completed' ? `${m.qemuDowntimeMs} ms` : '-',
-          m.outcome === 'completed' && r.guestDowntimeMs !== undefined
-            ? `${r.guestDowntimeMs.toFixed(0)} ms`
-            : '-',
-          mib(m.transferredBytes),
-          String(m.passes.length),
-          r.verification?.ram ? String(r.verification.ram.differingPages) : '-',
-        ]);
-      } finally {
-        await pair.destroy();
-      }
-    }
-    process.stdout.write(
-      `\n${o.workload} on a ${o.ram} MiB guest, ${o.link} link, 300 ms downtime budget\n${table(rows)}\n`,
-    );
+    const results = await runBench({
+      workloads: [o.workload],
+      policies: ['stock', 'relaxed', 'frs', 'mp', 'adaptive'],
+      ramMiB: o.ram,
+      link: o.link,
+      reps: 1,
+      downtimeBudgetMs: 300,
+      deadlineS: o.deadline,
+      out: o.out,
+      signal: interruptSignal(),
+      log: (l) => process.stderr.write(l + '\n'),
+    });
+    process.stdout.write(reportMarkdown(results) + '\n');
+    process.stderr.write(`charts and details: ${o.out}/report.html\n`);
   });
 
 export async function main(argv: string[]): Promise<void> {

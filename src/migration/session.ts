@@ -462,6 +462,12 @@ export class MigrationSession {
     // postcopy/pause/abort happen once; a switchover may be raised again (to a higher limit).
     const once = action.kind === 'postcopy' || action.kind === 'pause' || action.kind === 'abort';
     if (once && this.applied.some((a) => a.kind === action.kind)) return;
+    // In post-copy the guest already runs on the destination, and a switch just requested is under
+    // way: cancelling either would lose the guest's newest memory.
+    const switchingToPostcopy = this.applied.some(
+      (a) => a.kind === 'postcopy' && state.elapsedMs - a.atMs < 3000,
+    );
+    if (action.kind === 'abort' && (state.status === 'postcopy-active' || switchingToPostcopy)) return;
     this.applied.push({ kind: action.kind, atMs: state.elapsedMs, pass: state.currentPass });
     if (['switchover', 'postcopy', 'pause'].includes(action.kind)) this.firstForcingAt ??= performance.now();
     switch (action.kind) {
@@ -487,7 +493,6 @@ export class MigrationSession {
         await src.execute('stop');
         return;
       case 'abort':
-        if (state.status === 'postcopy-active') return; // the guest already runs on the destination
         await src.execute('migrate_cancel');
         return;
       default: {

@@ -23,6 +23,21 @@ export function qemuWillConverge(state: ControllerState, dirtyBytes: number): bo
   return dirtyBytes <= state.bandwidthBps * (state.downtimeLimitMs / 1000);
 }
 
+/**
+ * QEMU is about to converge: the dirty set still shrinks and is within `margin` of what QEMU may
+ * stop with. Forcing a switchover here would only trade a few passes for a downtime over budget.
+ */
+export function qemuAboutToConverge(
+  state: ControllerState,
+  dirtyBytes: number,
+  previousBytes: number,
+  margin = 1.25,
+): boolean {
+  return (
+    dirtyBytes < previousBytes && dirtyBytes <= margin * state.bandwidthBps * (state.downtimeLimitMs / 1000)
+  );
+}
+
 /** The FRS rule on completed passes; undefined when it does not fire. Shared with `mp`'s fallback. */
 export function frsRule(state: ControllerState, cfg: FrsConfig, tag = 'frs'): Action | undefined {
   const p = drainedPasses(state.passes);
@@ -31,7 +46,7 @@ export function frsRule(state: ControllerState, cfg: FrsConfig, tag = 'frs'): Ac
   if (p.at(-1) !== state.passes.at(-1)) return undefined; // the pass that just ended was a quick re-sync
   const d = p[i - 1]!.dirtyAtEndBytes;
   const prev = p[i - 2]!.dirtyAtEndBytes;
-  if (qemuWillConverge(state, d)) return undefined;
+  if (qemuWillConverge(state, d) || qemuAboutToConverge(state, d, prev)) return undefined;
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
   if (d >= (1 - cfg.epsilon) * prev) {
     return {

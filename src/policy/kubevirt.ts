@@ -35,7 +35,8 @@ export const kubevirt: Policy<KubevirtConfig> = {
     autoConverge: false,
   }),
   decide(state, cfg): Action {
-    if (state.status === 'postcopy-active') return CONTINUE;
+    // In post-copy, or switching to it: nothing more to do (an abort now would cut the switch).
+    if (state.status === 'postcopy-active' || firstAction(state, 'postcopy')) return CONTINUE;
     const disruption = cfg.allowWorkloadDisruption ?? cfg.allowPostCopy;
     const completionMs = cfg.completionTimeoutPerGiB * Math.ceil(state.ramBytes / 1e9) * 1000 * cfg.scale;
     const paused = firstAction(state, 'pause');

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { frsRule, qemuWillConverge } from './frs.js';
+import { frsRule, qemuAboutToConverge, qemuWillConverge } from './frs.js';
 import {
   CONTINUE,
   drainedPasses,
@@ -121,8 +121,15 @@ export const mp: Policy<MpConfig> = {
     const last = state.passes.at(-1)!;
     if (qemuWillConverge(state, last.dirtyAtEndBytes))
       return { kind: 'continue', reason: 'mp: QEMU can converge by itself' };
-    if (drainedPasses(state.passes).at(-1) !== last)
-      return { kind: 'continue', reason: 'mp: a quick re-sync, not a pass' };
+    const drained = drainedPasses(state.passes);
+    if (drained.at(-1) !== last) return { kind: 'continue', reason: 'mp: a quick re-sync, not a pass' };
+    const prev = drained.at(-2);
+    if (prev && qemuAboutToConverge(state, last.dirtyAtEndBytes, prev.dirtyAtEndBytes)) {
+      return {
+        kind: 'continue',
+        reason: 'mp: QEMU is about to converge (dirty still shrinking, near its threshold)',
+      };
+    }
     const { pattern, why } = classify(state, cfg);
     const tag = `mp[${state.regions.source}]: ${pattern} (${why})`;
     switch (pattern) {

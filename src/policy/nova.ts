@@ -57,7 +57,7 @@ export const nova: Policy<NovaConfig> = {
     autoConverge: false,
   }),
   decide(state, cfg): Action {
-    if (state.status === 'postcopy-active') return CONTINUE;
+    if (state.status === 'postcopy-active' || hasActed(state, 'postcopy')) return CONTINUE;
     const timeoutMs = cfg.completionTimeoutS * novaDataGb(state.ramBytes) * 1000 * cfg.scale;
     if (timeoutMs > 0 && state.elapsedMs > timeoutMs && !hasActed(state, 'postcopy', 'pause', 'abort')) {
       const why = `nova: completion timeout ${(timeoutMs / 1000).toFixed(1)} s passed`;

@@ -173,5 +173,12 @@ describe('kubevirt', () => {
     expect(resolvePolicy('kubevirt', { allowPostCopy: 'false' }).config).toMatchObject({
       allowPostCopy: false,
     });
+    // Once post-copy is requested, no abort may cut the switch, even with progress stalled.
+    const switching = at(160_000, {
+      ramBytes: ram,
+      progressWatermark: { remainingBytes: 1, atMs: 0 },
+      actions: [{ kind: 'postcopy', atMs: 150_001, pass: 9 }],
+    });
+    expect(pc.policy.decide(switching, pc.config).kind).toBe('continue');
   });
 });

@@ -82,6 +82,16 @@ describe('frs', () => {
     // 7 MiB fits in 300 ms at 1 Gbit: QEMU finishes on its own.
     expect(policy.decide(history([0.8, 0.05], [7, 7]), config).kind).toBe('continue');
   });
+  it('does not force a switchover while the dirty set still shrinks near QEMU’s threshold (rate workload)', () => {
+    // threshold = 119 MiB/s × 0.3 s ≈ 35.7 MiB; 39.5 → 36.5 MiB is ≥ 0.9× but still shrinking.
+    expect(policy.decide(history([4.4, 1.3, 0.6, 0.35, 0.33], [158, 78, 45, 39.5, 36.5]), config).kind).toBe(
+      'continue',
+    );
+    // Flat at the same size: stopped shrinking → switch.
+    expect(policy.decide(history([4.4, 1.3, 0.6, 0.35, 0.33], [158, 78, 45, 39.5, 39.6]), config).kind).toBe(
+      'switchover',
+    );
+  });
   it('switches over at maxPasses', () => {
     const { policy: p, config: c } = resolvePolicy('frs', { maxPasses: '4' });
     expect(p.decide(history([4, 2, 1.4, 1], [240, 170, 120, 100]), c)).toMatchObject({

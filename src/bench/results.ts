@@ -1,0 +1,90 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { PassRecordSchema } from '../policy/types.js';
+import { KvmigrateError } from '../util/errors.js';
+
+/** One benchmark run, flat: every figure in the reports is computed from these. */
+export const RunRecordSchema = z.object({
+  key: z.string(),
+  workload: z.string(),
+  /** Policy as shown in reports, e.g. `relaxed(2000)`, `switch-at-pass(3)`. */
+  policy: z.string(),
+  policyName: z.string(),
+  policyConfig: z.record(z.string(), z.unknown()),
+  rep: z.number().int().nonnegative(),
+  /** Runs that only serve to find relaxed(L*) or the oracle. */
+  role: z.enum(['matrix', 'ladder', 'oracle']),
+  startedAt: z.string(),
+  success: z.boolean(),
+  sloSuccess: z.boolean(),
+  outcome: z.enum(['completed', 'failed', 'cancelled']),
+  reason: z.string(),
+  totalTimeMs: z.number(),
+  wallMs: z.number(),
+  qemuDowntimeMs: z.number(),
+  guestDowntimeMs: z.number().nullable(),
+  transferredBytes: z.number(),
+  linkBytes: z.number().nullable(),
+  passes: z.number().int(),
+  differingPages: z.number().int().nullable(),
+  guestCheckOk: z.boolean().nullable(),
+  controllerCpuPct: z.number(),
+  actionLatencyMs: z.number().nullable(),
+  predictedDowntimeMs: z.number().nullable(),
+  passTimeline: z.array(PassRecordSchema),
+  decisions: z.array(z.object({ atMs: z.number(), pass: z.number(), kind: z.string(), reason: z.string() })),
+});
+export type RunRecord = z.infer<typeof RunRecordSchema>;
+
+export const ResultsSchema = z.object({
+  version: z.literal(1),
+  createdAt: z.string(),
+  environment: z.object({
+    qemu: z.string(),
+    kernelPackage: z.string(),
+    hostKernel: z.string(),
+    cpu: z.string(),
+    cores: z.number(),
+    accel: z.string(),
+    node: z.string(),
+  }),
+  matrix: z.object({
+    workloads: z.array(z.string()),
+    policies: z.array(z.string()),
+    ramMiB: z.number(),
+    link: z.string(),
+    reps: z.number(),
+    downtimeBudgetMs: z.number(),
+    deadlineS: z.number(),
+  }),
+  /** relaxed(L*): the smallest ladder limit with which stock completed every workload. */
+  relaxedLimitMs: z.number().nullable(),
+  runs: z.array(RunRecordSchema),
+});
+export type Results = z.infer<typeof ResultsSchema>;
+
+export class ResultsFileError extends KvmigrateError {}
+
+/** Reads and validates a results.json, naming the first problem. */
+export function readResults(file: string): Results {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new ResultsFileError(`cannot read ${file}: run 'kvmigrate bench --out DIR' first`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new ResultsFileError(`${file} is not valid JSON (${(err as Error).message})`);
+  }
+  const parsed = ResultsSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ResultsFileError(
+      `${file} is malformed at ${issue.path.join('.') || '(top)'}: ${issue.message}`,
+    );
+  }
+  return parsed.data;
+}
