@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { qemuWillConverge } from './frs.js';
+import { workingSetOf } from './working-set.js';
 import {
   CONTINUE,
   MAX_DOWNTIME_LIMIT_MS,
   drainedPasses,
   type Action,
   type ControllerState,
-  type PassRecord,
   type Policy,
 } from './types.js';
 
@@ -25,38 +25,6 @@ export const AdaptiveConfigSchema = z
   .strict();
 export type AdaptiveConfig = z.infer<typeof AdaptiveConfigSchema>;
 
-/**
- * The guest's working-set curve W(τ): bytes dirtied within a window of τ seconds, fitted through
- * (0, 0) and each pass's (duration, dirty at its end) — made monotone, linear between points and
- * flat beyond the longest window (the concave, saturating shape working sets have).
- */
-export function workingSetCurve(points: { seconds: number; bytes: number }[]): (seconds: number) => number {
-  const sorted = points.filter((p) => p.seconds > 0).sort((a, b) => a.seconds - b.seconds);
-  const xs = [0];
-  const ys = [0];
-  for (const p of sorted) {
-    xs.push(p.seconds);
-    ys.push(Math.max(ys.at(-1)!, p.bytes));
-  }
-  return (t: number) => {
-    if (t <= 0) return 0;
-    for (let k = 1; k < xs.length; k++) {
-      if (t <= xs[k]!) return ys[k - 1]! + ((ys[k]! - ys[k - 1]!) * (t - xs[k - 1]!)) / (xs[k]! - xs[k - 1]!);
-    }
-    return ys.at(-1)!;
-  };
-}
-
-/**
- * One point of the working-set curve from a pass: what the guest freshly dirtied during it. A pass
- * that ended under QEMU's threshold left part of its bitmap unsent, and that leftover is in the
- * dirty count at its end too; it is taken out (in pages: zero pages cost no bytes on the wire).
- */
-export function workingSetPoint(p: PassRecord): { seconds: number; bytes: number } {
-  const unsent = Math.max(0, p.remainingAtStartBytes - (p.normalPages + p.zeroPages) * 4096);
-  return { seconds: (p.endMs - p.startMs) / 1000, bytes: Math.max(0, p.dirtyAtEndBytes - unsent) };
-}
-
 export interface Option {
   /** 0 = switch over now, k = after k more passes. */
   morePasses: number;
@@ -68,12 +36,7 @@ export interface Option {
 /** Predicts each option from the end of the last completed pass. */
 export function predictOptions(state: ControllerState, cfg: AdaptiveConfig): Option[] {
   const B = Math.max(1, state.bandwidthBps);
-  // Passes give points at their own durations; calc-dirty-rate anchors the short windows, where a
-  // line through the origin would badly underestimate a guest that saturates its working set fast.
-  const W = workingSetCurve([
-    ...drainedPasses(state.passes).map(workingSetPoint),
-    ...(state.workingSetSamples ?? []),
-  ]);
+  const W = workingSetOf(state);
   const options: Option[] = [];
   let dirty = state.passes.at(-1)!.dirtyAtEndBytes;
   let elapsedMs = state.elapsedMs;
@@ -138,10 +101,12 @@ export const adaptive: Policy<AdaptiveConfig> = {
     if (qemuWillConverge(state, state.passes.at(-1)!.dirtyAtEndBytes))
       return { kind: 'continue', reason: 'adaptive: QEMU can converge by itself' };
     // One point is not a curve: a line through it and the origin badly underestimates how fast a
-    // heavy writer saturates its working set. Learn from one more pass first.
+    // heavy writer saturates its working set. With calc-dirty-rate's short windows it is anchored;
+    // without them, learn from one more pass first.
     const drained = drainedPasses(state.passes);
-    if (drained.length < 2)
+    if (drained.length < 2 && !state.workingSetSamples?.length) {
       return { kind: 'continue', reason: 'adaptive: one pass is not a working-set curve yet' };
+    }
     if (drained.at(-1) !== state.passes.at(-1))
       return { kind: 'continue', reason: 'adaptive: a quick re-sync, not a pass' };
     const options = predictOptions(state, cfg);

@@ -15,4 +15,5 @@ export { autoConverge } from './auto-converge.js';
 export { postcopyAfter } from './postcopy-after.js';
 export { frs, frsRule, qemuWillConverge } from './frs.js';
 export { mp, classify, hotSet, jaccard } from './mp.js';
-export { adaptive, predictOptions, workingSetCurve } from './adaptive.js';
+export { adaptive, predictOptions } from './adaptive.js';
+export { workingSetCurve, workingSetPoint, workingSetOf } from './working-set.js';

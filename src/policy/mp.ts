@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { frsRule, qemuAboutToConverge, qemuWillConverge } from './frs.js';
+import { workingSetOf } from './working-set.js';
 import {
   CONTINUE,
   drainedPasses,
@@ -22,7 +23,7 @@ export const MpConfigSchema = z
     hotSetTolerance: z.coerce.number().min(0).default(0.15),
     /** uniform-heavy: dirtied regions cover at least this share of all regions ever dirtied … */
     uniformCoverage: z.coerce.number().min(0).max(1).default(0.8),
-    /** … and the pass re-dirtied at least this share of what it sent. */
+    /** … and the guest dirties at least this share of the bandwidth. */
     heavyRatio: z.coerce.number().min(0).default(0.8),
     /** uniform-heavy with post-copy permitted: post-copy when projected downtime exceeds budget × this. */
     maxOverrun: z.coerce.number().positive().default(4),
@@ -65,11 +66,16 @@ export function classify(state: ControllerState, cfg: MpConfig): { pattern: MpPa
   const touched = new Set(regions.perPass.flat());
   const dirtied = new Set(regions.perPass[i - 1] ?? []);
   const coverage = touched.size ? dirtied.size / touched.size : 0;
-  const redirtyRatio = last.bytesSent > 0 ? d / last.bytesSent : 0;
-  if (coverage >= cfg.uniformCoverage && redirtyRatio >= cfg.heavyRatio) {
+  // Dirty rate against bandwidth over the window that matters, the next pass (d/B seconds): read
+  // off the working-set curve (passes + calc-dirty-rate). A pass's own d/t understates it once the
+  // set saturates; a short sampling window overstates it (fewer rewrites of the same page).
+  const window = d / Math.max(1, state.bandwidthBps);
+  const dirtyRate = window > 0 ? workingSetOf(state)(window) / window : 0;
+  const heavy = dirtyRate / Math.max(1, state.bandwidthBps);
+  if (coverage >= cfg.uniformCoverage && heavy >= cfg.heavyRatio) {
     return {
       pattern: 'uniform-heavy',
-      why: `${(coverage * 100).toFixed(0)}% of touched regions dirtied, re-dirtied ${(redirtyRatio * 100).toFixed(0)}% of what the pass sent`,
+      why: `${(coverage * 100).toFixed(0)}% of touched regions dirtied, dirty rate ${(heavy * 100).toFixed(0)}% of bandwidth`,
     };
   }
   if (i >= 2) {
@@ -111,6 +117,7 @@ export const mp: Policy<MpConfig> = {
     postcopy: ctx.postcopyPermitted,
     autoConverge: false,
     wantsRegions: true,
+    workingSetWindowsMs: [250],
   }),
   decide(state: ControllerState, cfg: MpConfig): Action {
     if (!state.atPassEnd || state.passes.length === 0 || hasActed(state, 'switchover', 'postcopy', 'pause'))

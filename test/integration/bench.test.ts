@@ -1,0 +1,85 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readResults, ResultsSchema } from '../../src/bench/results.js';
+import { summarize } from '../../src/bench/summary.js';
+
+const out = mkdtempSync(path.join(os.tmpdir(), 'kvm-bench-'));
+afterAll(() => rmSync(out, { recursive: true, force: true }));
+
+function kvmigrate(args: string[]) {
+  const r = spawnSync('node', ['bin/kvmigrate.js', ...args], { encoding: 'utf8', timeout: 900_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
+}
+
+describe('kvmigrate bench --quick, end to end', () => {
+  it('runs a mini-matrix and writes results that parse and reports that render', async () => {
+    const r = kvmigrate([
+      'bench', '--quick', '--reps', '1', '--workloads', 'random:200,idle', '--policies', 'stock,frs,mp',
+      '--ram', '512', '--deadline', '8', '--out', out,
+    ]); // prettier-ignore
+    expect(r.code, r.stderr).toBe(0);
+    for (const f of ['results.json', 'results.csv', 'report.md', 'report.html'])
+      expect(existsSync(path.join(out, f))).toBe(true);
+
+    const results = readResults(path.join(out, 'results.json'));
+    expect(ResultsSchema.safeParse(results).success).toBe(true);
+    expect(results.runs.filter((x) => x.role === 'matrix')).toHaveLength(6);
+    // Every figure traces to per-run numbers: the summary's medians are those of the runs.
+    const sum = summarize(results);
+    const frs = results.runs.find((x) => x.workload === 'random:200' && x.policy === 'frs')!;
+    const cell = sum.cells.find((c) => c.workload === 'random:200' && c.policy === 'frs')!;
+    expect(cell.totalMs.median).toBe(frs.success ? frs.totalTimeMs : NaN);
+    expect(sum.memoryIntensive).toEqual(['random:200']);
+    const csv = readFileSync(path.join(out, 'results.csv'), 'utf8').trim().split('\n');
+    expect(csv).toHaveLength(results.runs.length + 1);
+    expect(readFileSync(path.join(out, 'report.md'), 'utf8')).toMatch(/\| stock \| 0% \(1\) \|/);
+
+    // The HTML is self-contained and its charts render in a real browser.
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--no-first-run',
+      ],
+    });
+    try {
+      const page = await browser.newPage();
+      await page.goto(`file://${path.join(out, 'report.html')}`);
+      const charts = await page.locator('figure.chart svg').count();
+      expect(charts).toBe(6);
+      const marks = await page.locator('figure.chart svg path, figure.chart svg rect').count();
+      expect(marks).toBeGreaterThan(20);
+      const box = await page.locator('figure.chart svg').first().boundingBox();
+      expect(box!.width).toBeGreaterThan(100);
+    } finally {
+      await browser.close();
+    }
+
+    // `report` regenerates the same reports from results.json alone.
+    rmSync(path.join(out, 'report.md'));
+    expect(kvmigrate(['report', out]).code).toBe(0);
+    expect(existsSync(path.join(out, 'report.md'))).toBe(true);
+  });
+
+  it('names what is wrong: a malformed results.json, an unknown workload or policy', () => {
+    const bad = path.join(out, 'bad');
+    rmSync(bad, { recursive: true, force: true });
+    spawnSync('mkdir', ['-p', bad]);
+    writeFileSync(path.join(bad, 'results.json'), JSON.stringify({ version: 1, runs: 'nope' }));
+    const r = kvmigrate(['report', bad]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^kvmigrate: .*results\.json is malformed at /);
+    const w = kvmigrate(['bench', '--workloads', 'random:x', '--out', bad]);
+    expect(w.stderr).toMatch(/^kvmigrate: unknown workload 'random:x'/);
+    const p = kvmigrate(['bench', '--policies', 'stock,best', '--out', bad]);
+    expect(p.stderr).toMatch(/^kvmigrate: unknown policy 'best'/);
+  });
+});
