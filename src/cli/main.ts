@@ -13,9 +13,10 @@ import { MigrationSession, type Decision, type Progress } from '../migration/ses
 import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { QmpClient } from '../qmp/index.js';
 import { MigrationTap } from '../tap/index.js';
+import { simulate, workloadClasses } from '../sim/index.js';
 import { UsageError } from '../util/errors.js';
 import { reportError } from './errors.js';
-import { decisionLine, labSummary, passTimeline, progressLine, mib } from './format.js';
+import { decisionLine, labSummary, passTimeline, progressLine, mib, table } from './format.js';
 import { accel, collect, positiveInt, positiveNumber } from './options.js';
 
 /** Ctrl-C / SIGTERM cancel the migration under way; the finally blocks restore and tear down. */
@@ -105,6 +106,11 @@ const policyOptions = (cmd: Command) =>
       positiveNumber('--deadline'),
       120,
     )
+    .addOption(
+      new Option('--on-deadline <action>', 'what to do at the deadline')
+        .choices(['abort', 'switchover', 'postcopy'])
+        .default('abort'),
+    )
     .option('--json', 'print only the JSON result on stdout')
     .option('--quiet', 'no progress output');
 
@@ -148,6 +154,7 @@ policyOptions(
         policy,
         downtimeBudgetMs: o.downtime ?? o.downtimeBudget,
         deadlineMs: o.deadline * 1000,
+        onDeadline: o.onDeadline,
         signal,
         ...progress,
       });
@@ -227,6 +234,7 @@ policyOptions(
       policy,
       downtimeBudgetMs: o.downtimeBudget,
       deadlineMs: o.deadline * 1000,
+      onDeadline: o.onDeadline,
       postcopyPermitted: Boolean(o.allowPostcopy),
       signal: interruptSignal(),
       ...progress,
@@ -325,6 +333,74 @@ bench
       log: (l) => process.stderr.write(l + '\n'),
     });
     process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+  });
+
+program
+  .command('sim')
+  .description('simulate migrations (same policy code, a model of QEMU and the link); lists sweep')
+  .option('--workloads <list>', 'comma-separated workloads', list, ['random:200'])
+  .option('--ram <list>', 'comma-separated guest RAM sizes, MiB', list, ['512'])
+  .option('--links <list>', 'comma-separated link rates', list, ['1gbit'])
+  .option('--policies <list>', 'comma-separated policies', list, ['stock', 'frs', 'mp', 'adaptive'])
+  .option('--downtime-budget <ms>', 'downtime budget, ms', positiveNumber('--downtime-budget'), 300)
+  .option('--deadline <s>', 'deadline, s', positiveNumber('--deadline'), 120)
+  .option('--json', 'one JSON object per run')
+  .action((o) => {
+    const rows = [
+      ['workload', 'RAM', 'link', 'policy', 'outcome', 'total s', 'downtime ms', 'sent MiB', 'passes'],
+    ];
+    const t0 = performance.now();
+    let n = 0;
+    for (const w of o.workloads as string[]) {
+      const classes = workloadClasses(parseWorkload(w));
+      for (const ram of o.ram as string[]) {
+        const ramMiB = positiveInt('--ram')(ram);
+        for (const l of o.links as string[]) {
+          const link = parseLink(l);
+          if (link.rateMbit === undefined)
+            throw new UsageError('the simulator needs a link rate, e.g. 10gbit');
+          for (const name of o.policies as string[]) {
+            const policy = resolvePolicy(name);
+            const r = simulate({
+              ramBytes: ramMiB * 2 ** 20,
+              linkBps: (link.rateMbit * 1e6) / 8,
+              rttMs: link.delayMs ? 2 * link.delayMs : 0,
+              classes,
+              policy,
+              downtimeBudgetMs: o.downtimeBudget,
+              deadlineMs: o.deadline * 1000,
+            });
+            n++;
+            if (o.json)
+              process.stdout.write(
+                JSON.stringify({
+                  workload: w,
+                  ramMiB,
+                  link: l,
+                  policy: name,
+                  ...r,
+                  passes: r.passes.length,
+                }) + '\n',
+              );
+            rows.push([
+              w,
+              `${ramMiB} MiB`,
+              l,
+              name,
+              r.outcome,
+              (r.totalTimeMs / 1000).toFixed(2),
+              r.outcome === 'completed' ? r.downtimeMs.toFixed(0) : '-',
+              (r.transferredBytes / 2 ** 20).toFixed(0),
+              String(r.passes.length),
+            ]);
+          }
+        }
+      }
+    }
+    if (!o.json)
+      process.stdout.write(
+        `${table(rows)}\n${n} simulated migrations in ${(performance.now() - t0).toFixed(0)} ms\n`,
+      );
   });
 
 program

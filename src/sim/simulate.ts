@@ -1,0 +1,274 @@
+import type { ResolvedPolicy } from '../policy/registry.js';
+import {
+  MAX_DOWNTIME_LIMIT_MS,
+  type Action,
+  type ControllerState,
+  type PassRecord,
+} from '../policy/types.js';
+import { newlyDirtied, type PageClass } from './model.js';
+
+const PAGE = 4096;
+/** Bytes on the wire: a full page record, and a zero page record (header + fill byte). */
+const FULL_PAGE_BYTES = PAGE + 8;
+const ZERO_PAGE_BYTES = 9;
+
+export interface SimOptions {
+  ramBytes: number;
+  /** Link rate, bytes/s. */
+  linkBps: number;
+  rttMs?: number;
+  classes: PageClass[];
+  policy: ResolvedPolicy;
+  downtimeBudgetMs: number;
+  deadlineMs: number;
+  postcopyPermitted?: boolean;
+  /** Simulation step, ms (default 10). */
+  stepMs?: number;
+  /** QEMU checks its stop rule once per iteration of the migration thread (≤ 50 ms of sending). */
+  checkMs?: number;
+  /** Controller poll interval, ms (default 50, as the live controller). */
+  pollMs?: number;
+  /** Fixed cost of the stop-and-copy besides sending pages: device state, last sync (ms). */
+  switchCostMs?: number;
+}
+
+export interface SimDecision {
+  atMs: number;
+  pass: number;
+  action: Action;
+}
+
+export interface SimResult {
+  outcome: 'completed' | 'cancelled';
+  reason: string;
+  totalTimeMs: number;
+  downtimeMs: number;
+  transferredBytes: number;
+  passes: PassRecord[];
+  decisions: SimDecision[];
+  postcopy: boolean;
+}
+
+interface ClassState {
+  c: PageClass;
+  /** Pages of the class in the migration bitmap (to send this pass). */
+  toSend: number;
+  /** Pages of the class in the dirty log since the last sync. */
+  log: number;
+}
+
+/**
+ * A deterministic model of QEMU's pre-copy loop and the link, driven by page classes, calling the
+ * very same `decide` as the live controller. Mean-field: counts, not page identities. Per step: the
+ * link sends from the migration bitmap (full pages cost 4 KiB, zero pages 9 bytes); the guest
+ * dirties pages into the dirty log; every `checkMs` QEMU compares what is left with bandwidth ×
+ * downtime-limit and, when under it, syncs (bitmap |= log) and either stops the guest (still under)
+ * or starts a new pass.
+ */
+export function simulate(o: SimOptions): SimResult {
+  const stepMs = o.stepMs ?? 10;
+  const checkMs = o.checkMs ?? 50;
+  const pollMs = o.pollMs ?? 50;
+  const switchCostMs = o.switchCostMs ?? 40;
+  const B = o.linkBps;
+  const ramPages = o.ramBytes / PAGE;
+  const classes: ClassState[] = o.classes.map((c) => ({ c, toSend: c.initialPages ?? c.pages, log: 0 }));
+  let zeroToSend = Math.max(0, ramPages - classes.reduce((s, k) => s + (k.c.regionPages ?? k.toSend), 0));
+  const setup = o.policy.policy.setup(o.policy.config, {
+    downtimeBudgetMs: o.downtimeBudgetMs,
+    postcopyPermitted: o.postcopyPermitted ?? false,
+  });
+  let limitMs = setup.downtimeLimitMs;
+  let throttle = 0;
+  let throttleArmed = 0;
+  const passes: PassRecord[] = [];
+  const decisions: SimDecision[] = [];
+  const actions: ControllerState['actions'] = [];
+  let t = 0;
+  let transferred = 0;
+  let pass = 1;
+  let passStart = { t: 0, transferred: 0, normal: 0, zero: 0, remaining: ramPages * PAGE, limit: limitMs };
+  let normalSent = 0;
+  let zeroSent = 0;
+  let watermark = { remainingBytes: Number.POSITIVE_INFINITY, atMs: 0 };
+  let paused = false;
+  let pausedAt = 0;
+  let atPassEnd = false;
+
+  const pending = () => classes.reduce((s, k) => s + k.toSend, 0) + zeroToSend;
+  const finish = (
+    outcome: SimResult['outcome'],
+    reason: string,
+    downtimeMs: number,
+    postcopy = false,
+  ): SimResult => ({
+    outcome,
+    reason,
+    totalTimeMs: t,
+    downtimeMs,
+    transferredBytes: transferred,
+    passes,
+    decisions,
+    postcopy,
+  });
+  const sync = () => {
+    passes.push({
+      pass,
+      startMs: passStart.t,
+      endMs: t,
+      bytesSent: transferred - passStart.transferred,
+      normalPages: normalSent - passStart.normal,
+      zeroPages: zeroSent - passStart.zero,
+      remainingAtStartBytes: passStart.remaining,
+      dirtyAtEndBytes: 0,
+      bandwidthBps: t > passStart.t ? (transferred - passStart.transferred) / ((t - passStart.t) / 1000) : B,
+      qemuMbps: (B * 8) / 1e6,
+      dirtyPagesRate: 0,
+      downtimeLimitMs: passStart.limit,
+    });
+    let loggedBytes = 0;
+    for (const k of classes) {
+      // Bitmap |= log, assuming which pages are in each is independent.
+      const union = k.toSend + k.log - (k.toSend * k.log) / Math.max(1, k.c.pages);
+      loggedBytes += k.log * PAGE;
+      k.toSend = Math.min(k.c.pages, union);
+      k.log = 0;
+    }
+    const last = passes.at(-1)!;
+    last.dirtyAtEndBytes = pending() * PAGE;
+    last.dirtyPagesRate = loggedBytes / PAGE / Math.max(0.001, (t - passStart.t) / 1000);
+    // auto-converge: throttle when the guest dirtied more than half of what was sent, twice in a row.
+    if (setup.autoConverge) {
+      throttleArmed = loggedBytes > 0.5 * last.bytesSent ? throttleArmed + 1 : 0;
+      if (throttleArmed >= 2) throttle = Math.min(0.99, throttle === 0 ? 0.2 : throttle + 0.1);
+    }
+    pass++;
+    passStart = {
+      t,
+      transferred,
+      normal: normalSent,
+      zero: zeroSent,
+      remaining: pending() * PAGE,
+      limit: limitMs,
+    };
+    atPassEnd = true;
+  };
+  const stopAndCopy = (why: string): SimResult => {
+    const bytes = classes.reduce((s, k) => s + k.toSend, 0) * FULL_PAGE_BYTES + zeroToSend * ZERO_PAGE_BYTES;
+    const copyMs = (bytes / B) * 1000 + switchCostMs + (o.rttMs ?? 0);
+    transferred += bytes;
+    t += copyMs;
+    // After a pause the guest has been stopped since the pause, not just for the copy.
+    const downtime = paused ? t - pausedAt : copyMs;
+    sync(); // the final pass record
+    return finish('completed', why, downtime);
+  };
+
+  for (;;) {
+    // The link sends for one step (zero and full pages in proportion, as QEMU's scan meets them).
+    let budget = (B * stepMs) / 1000;
+    const full = classes.reduce((s, k) => s + k.toSend, 0);
+    const total = full + zeroToSend;
+    if (total > 0) {
+      const fullShare = full / total;
+      const bytesPerPage = fullShare * FULL_PAGE_BYTES + (1 - fullShare) * ZERO_PAGE_BYTES;
+      const pagesSent = Math.min(total, budget / bytesPerPage);
+      budget -= pagesSent * bytesPerPage;
+      transferred += pagesSent * bytesPerPage;
+      const fullSent = pagesSent * fullShare;
+      for (const k of classes) k.toSend -= full > 0 ? (fullSent * k.toSend) / full : 0;
+      zeroToSend -= pagesSent * (1 - fullShare);
+      normalSent += fullSent;
+      zeroSent += pagesSent * (1 - fullShare);
+    }
+    // The guest dirties pages (not while paused).
+    if (!paused) {
+      for (const k of classes) {
+        k.log = Math.min(k.c.pages, k.log + newlyDirtied(k.c, k.log, stepMs / 1000, throttle));
+        if (
+          k.c.periodS &&
+          Math.floor(t / 1000 / k.c.periodS) !== Math.floor((t + stepMs) / 1000 / k.c.periodS)
+        ) {
+          // The hot window moved: its pages in the bitmap stay, but the new window starts clean in the log.
+          k.log = 0;
+        }
+      }
+    }
+    t += stepMs;
+
+    // QEMU's stop rule, once per iteration of the migration thread.
+    if (t % checkMs < stepMs) {
+      const thresholdPages = (B * (limitMs / 1000)) / PAGE;
+      if (pending() < thresholdPages) {
+        sync();
+        if (pending() < thresholdPages)
+          return stopAndCopy(paused ? 'completed after pause' : 'QEMU completed the migration');
+      }
+    }
+
+    // The controller polls.
+    if (t % pollMs < stepMs) {
+      const remainingBytes = pending() * PAGE;
+      if (remainingBytes < watermark.remainingBytes) watermark = { remainingBytes, atMs: t };
+      if (t >= o.deadlineMs) {
+        decisions.push({
+          atMs: t,
+          pass,
+          action: { kind: 'abort', reason: `deadline of ${o.deadlineMs / 1000} s reached → abort` },
+        });
+        return finish('cancelled', 'deadline reached', 0);
+      }
+      const state: ControllerState = {
+        elapsedMs: t,
+        status: 'active',
+        passes,
+        currentPass: pass,
+        atPassEnd,
+        ramBytes: o.ramBytes,
+        remainingBytes,
+        transferredBytes: transferred,
+        bandwidthBps: passes.at(-1)?.bandwidthBps || B,
+        downtimeBudgetMs: o.downtimeBudgetMs,
+        deadlineMs: o.deadlineMs,
+        downtimeLimitMs: limitMs,
+        postcopyPermitted: setup.postcopy,
+        progressWatermark: watermark,
+        actions,
+      };
+      atPassEnd = false;
+      const action = o.policy.policy.decide(state, o.policy.config);
+      if (action.kind !== 'continue' || state.atPassEnd) decisions.push({ atMs: t, pass, action });
+      switch (action.kind) {
+        case 'continue':
+          break;
+        case 'setDowntimeLimit':
+          limitMs = Math.min(MAX_DOWNTIME_LIMIT_MS, action.downtimeLimitMs);
+          break;
+        case 'switchover':
+          limitMs = Math.max(
+            limitMs,
+            Math.min(MAX_DOWNTIME_LIMIT_MS, action.downtimeLimitMs ?? MAX_DOWNTIME_LIMIT_MS),
+          );
+          actions.push({ kind: 'switchover', atMs: t, pass });
+          break;
+        case 'pause':
+          paused = true;
+          pausedAt = t;
+          actions.push({ kind: 'pause', atMs: t, pass });
+          break;
+        case 'postcopy': {
+          if (!setup.postcopy) break;
+          // The guest moves now (device state only); the rest follows on demand and in the background.
+          const rest =
+            classes.reduce((s, k) => s + k.toSend + k.log, 0) * FULL_PAGE_BYTES +
+            zeroToSend * ZERO_PAGE_BYTES;
+          transferred += rest;
+          t += (rest / B) * 1000 + switchCostMs;
+          return finish('completed', 'post-copy', switchCostMs, true);
+        }
+        case 'abort':
+          return finish('cancelled', action.reason, 0);
+      }
+    }
+  }
+}

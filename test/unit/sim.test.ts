@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { parseWorkload } from '../../src/lab/workload.js';
+import { resolvePolicy } from '../../src/policy/index.js';
+import { workloadClasses, type PageClass } from '../../src/sim/model.js';
+import { simulate, type SimOptions } from '../../src/sim/simulate.js';
+
+const MiB = 2 ** 20;
+const B = 125e6; // 1 Gbit/s
+const base = (
+  classes: PageClass[],
+  policy = resolvePolicy('stock'),
+  extra: Partial<SimOptions> = {},
+): SimOptions => ({
+  ramBytes: 512 * MiB,
+  linkBps: B,
+  classes,
+  policy,
+  downtimeBudgetMs: 300,
+  deadlineMs: 60_000,
+  ...extra,
+});
+
+describe('simulator: analytic cases', () => {
+  it('an idle VM (all pages full, nothing dirtied) takes RAM / bandwidth, within 2%', () => {
+    const r = simulate(base([{ name: 'all', pages: (512 * MiB) / 4096, rate: 0 }]));
+    expect(r.outcome).toBe('completed');
+    const expected = ((512 * MiB * 4104) / 4096 / B) * 1000;
+    expect(Math.abs(r.totalTimeMs - expected) / expected).toBeLessThan(0.02);
+  });
+
+  it('a constant dirty rate D < B shrinks each pass by D/B', () => {
+    // A huge region written at D: no page is written twice, so the dirty set grows linearly.
+    const D = 0.5 * B;
+    const r = simulate(
+      base(
+        [
+          { name: 'all', pages: (512 * MiB) / 4096, rate: 0 },
+          { name: 'w', pages: 1e12, initialPages: 0, rate: D / 4096 },
+        ],
+        resolvePolicy('stock'),
+        { ramBytes: 512 * MiB },
+      ),
+    );
+    expect(r.outcome).toBe('completed');
+    // Each pass sends what the previous one let the guest dirty: sent_{k+1} = (D/B) × sent_k — for
+    // passes long enough that QEMU's 50 ms check granularity does not dominate.
+    const full = r.passes.filter((p) => p.endMs - p.startMs >= 400);
+    expect(full.length).toBeGreaterThanOrEqual(4);
+    for (let i = 2; i < full.length; i++) {
+      const ratio = full[i]!.bytesSent / full[i - 1]!.bytesSent;
+      expect(ratio).toBeGreaterThan(0.4);
+      expect(ratio).toBeLessThan(0.6);
+    }
+  });
+
+  it('D ≥ B: stock never converges; it is cancelled at the deadline', () => {
+    const all: PageClass = { name: 'all', pages: (512 * MiB) / 4096, rate: 0 };
+    const writer: PageClass = { name: 'w', pages: 1e12, initialPages: 0, rate: (1.2 * B) / 4096 };
+    const r = simulate(base([all, writer], resolvePolicy('stock'), { deadlineMs: 20_000 }));
+    expect(r.outcome).toBe('cancelled');
+    expect(r.decisions.at(-1)!.action.kind).toBe('abort');
+  });
+
+  it('is deterministic', () => {
+    const o = base(workloadClasses(parseWorkload('hotcold:32:256:90')), resolvePolicy('mp'));
+    expect(simulate(o)).toEqual(simulate(o));
+  });
+});
+
+describe('simulator runs the live policies unchanged', () => {
+  const random = workloadClasses(parseWorkload('random:200'));
+  it('random:200 at 1 Gbit: stock fails; frs, mp and adaptive complete', () => {
+    expect(simulate(base(random, resolvePolicy('stock'), { deadlineMs: 30_000 })).outcome).toBe('cancelled');
+    for (const name of ['frs', 'mp', 'adaptive']) {
+      const r = simulate(base(random, resolvePolicy(name), { deadlineMs: 30_000 }));
+      expect(r.outcome, name).toBe('completed');
+      expect(
+        r.decisions.some((d) => d.action.kind === 'switchover' && d.action.reason.startsWith(name)),
+      ).toBe(true);
+    }
+  });
+
+  it('simulates a 64 GiB VM on 10 Gbit in well under a second', () => {
+    const t0 = performance.now();
+    const r = simulate(
+      base(workloadClasses(parseWorkload('random:8192')), resolvePolicy('frs'), {
+        ramBytes: 64 * 2 ** 30,
+        linkBps: 1.25e9,
+        deadlineMs: 600_000,
+      }),
+    );
+    expect(r.outcome).toBe('completed');
+    expect(performance.now() - t0).toBeLessThan(1000); // a sanity bound; the benchmark note has the number
+  });
+});
