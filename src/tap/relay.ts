@@ -32,8 +32,8 @@ export class MigrationTap implements RegionSource {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private connected = false;
-  /** Cumulative pages parsed (full + zero) over time, one point per chunk: (performance.now(), pages). */
-  readonly timeline: { at: number; pages: number }[] = [];
+  /** Cumulative stream bytes and pages parsed (full + zero), one point per chunk, with its time. */
+  readonly timeline: { at: number; bytes: number; pages: number }[] = [];
   /** The pages behind each `changed()` call, with its time: what the tap saw in that window. */
   readonly windows: { at: number; pages: Uint32Array }[] = [];
 
@@ -73,17 +73,26 @@ export class MigrationTap implements RegionSource {
     return `tcp:${this.listenHost}:${this.listenPort}`;
   }
 
-  /** Pages parsed by time `at` (performance.now() clock). */
-  pagesAt(at: number): number {
+  /**
+   * Pages parsed by stream offset `bytes` (QEMU's `ram.transferred` is that offset), interpolated
+   * within the chunk that holds it.
+   */
+  pagesAtByte(bytes: number): number {
+    const tl = this.timeline;
     let lo = 0;
-    let hi = this.timeline.length - 1;
-    if (hi < 0 || this.timeline[0]!.at > at) return 0;
+    let hi = tl.length - 1;
+    if (hi < 0 || bytes <= 0) return 0;
+    if (bytes >= tl[hi]!.bytes) return tl[hi]!.pages;
     while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.timeline[mid]!.at <= at) lo = mid;
-      else hi = mid - 1;
+      const mid = (lo + hi) >> 1;
+      if (tl[mid]!.bytes < bytes) lo = mid + 1;
+      else hi = mid;
     }
-    return this.timeline[lo]!.pages;
+    const cur = tl[lo]!;
+    const prev = lo > 0 ? tl[lo - 1]! : { bytes: 0, pages: 0 };
+    return (
+      prev.pages + ((cur.pages - prev.pages) * (bytes - prev.bytes)) / Math.max(1, cur.bytes - prev.bytes)
+    );
   }
 
   status(): TapStatus {
@@ -137,7 +146,11 @@ export class MigrationTap implements RegionSource {
     src.on('data', (chunk: Buffer) => {
       try {
         this.parser.feed(chunk);
-        this.timeline.push({ at: performance.now(), pages: this.parser.normalPages + this.parser.zeroPages });
+        this.timeline.push({
+          at: performance.now(),
+          bytes: this.parser.bytesSeen,
+          pages: this.parser.normalPages + this.parser.zeroPages,
+        });
       } catch (err) {
         // The parser must not throw; if it does, stop parsing and keep relaying.
         this.parser.state = 'unavailable';
