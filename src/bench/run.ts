@@ -9,6 +9,7 @@ import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
 import { readResults, type Results, type RunRecord } from './results.js';
 import { writeReports } from './report.js';
+import { quantile } from './stats.js';
 
 /** The study's ladder for relaxed(L*), ms. */
 export const RELAXED_LADDER = [300, 500, 750, 1000, 1500, 2000, 3000, 5000, 8000, 13000, 21000];
@@ -16,11 +17,12 @@ export const RELAXED_LADDER = [300, 500, 750, 1000, 1500, 2000, 3000, 5000, 8000
 /** The lowest ladder rung worth trying: 0.9 × (dirty set ÷ bandwidth) from stock's passes. */
 export function ladderStart(stockRuns: RunRecord[]): number {
   const needs = stockRuns.flatMap((r) => {
-    const later = r.passTimeline.slice(1).filter((p) => p.endMs - p.startMs >= 50 && p.bandwidthBps > 0);
+    // Between the bulk pass and the last one (closed at the cancel, with nothing left dirty).
+    const later = r.passTimeline.slice(1, -1).filter((p) => p.endMs - p.startMs >= 50 && p.bandwidthBps > 0);
     return later.map((p) => (p.dirtyAtEndBytes / p.bandwidthBps) * 1000 * 0.9);
   });
   if (needs.length === 0) return RELAXED_LADDER[0]!;
-  const need = Math.min(...needs);
+  const need = quantile(needs, 0.5);
   return [...RELAXED_LADDER].reverse().find((l) => l <= need) ?? RELAXED_LADDER[0]!;
 }
 

@@ -116,13 +116,14 @@ export async function writeGuestPage(pid: number, hva: number, data: Buffer): Pr
 }
 
 /**
- * Finds a page of the guest workload's region (it starts with the magic "KVMW", its index and
- * its generation) by scanning RAM; returns its host address and header.
+ * Reads guest RAM range by range in 4 MiB chunks and calls `visit` for every page, with its
+ * guest-physical and host addresses; `visit` returns true to stop early.
  */
-export async function findWorkloadPage(
+async function scanGuestPages(
   pid: number,
   ranges: RamRange[],
-): Promise<{ hva: number; index: number; gen: bigint } | undefined> {
+  visit: (gpa: number, hva: number, page: Buffer) => boolean | void,
+): Promise<void> {
   const fh = await open(`/proc/${pid}/mem`, 'r');
   const buf = Buffer.alloc(CHUNK);
   try {
@@ -131,35 +132,37 @@ export async function findWorkloadPage(
         const len = Math.min(CHUNK, r.length - off);
         await readFully(fh, buf, len, r.hva + off);
         for (let p = 0; p < len; p += PAGE) {
-          if (buf.readUInt32LE(p) === 0x574d564b && buf.readBigUInt64LE(p + 8) > 1n) {
-            return { hva: r.hva + off + p, index: buf.readUInt32LE(p + 4), gen: buf.readBigUInt64LE(p + 8) };
-          }
+          if (visit(r.gpa + off + p, r.hva + off + p, buf.subarray(p, p + PAGE))) return;
         }
       }
     }
   } finally {
     await fh.close();
   }
-  return undefined;
+}
+
+/** The guest workload stamps each page of its region with this magic, its index and its generation. */
+const WORKLOAD_MAGIC = 0x574d564b;
+
+/** Finds a page of the guest workload's region written more than once; returns its host address and header. */
+export async function findWorkloadPage(
+  pid: number,
+  ranges: RamRange[],
+): Promise<{ hva: number; index: number; gen: bigint } | undefined> {
+  let found: { hva: number; index: number; gen: bigint } | undefined;
+  await scanGuestPages(pid, ranges, (_gpa, hva, page) => {
+    if (page.readUInt32LE(0) !== WORKLOAD_MAGIC || page.readBigUInt64LE(8) <= 1n) return false;
+    found = { hva, index: page.readUInt32LE(4), gen: page.readBigUInt64LE(8) };
+    return true;
+  });
+  return found;
 }
 
 /** Every page of the guest workload's region: guest-physical page number → its index in the region. */
 export async function findWorkloadPages(pid: number, ranges: RamRange[]): Promise<Map<number, number>> {
   const out = new Map<number, number>();
-  const fh = await open(`/proc/${pid}/mem`, 'r');
-  const buf = Buffer.alloc(CHUNK);
-  try {
-    for (const r of ranges) {
-      for (let off = 0; off < r.length; off += CHUNK) {
-        const len = Math.min(CHUNK, r.length - off);
-        await readFully(fh, buf, len, r.hva + off);
-        for (let p = 0; p < len; p += PAGE) {
-          if (buf.readUInt32LE(p) === 0x574d564b) out.set((r.gpa + off + p) / PAGE, buf.readUInt32LE(p + 4));
-        }
-      }
-    }
-  } finally {
-    await fh.close();
-  }
+  await scanGuestPages(pid, ranges, (gpa, _hva, page) => {
+    if (page.readUInt32LE(0) === WORKLOAD_MAGIC) out.set(gpa / PAGE, page.readUInt32LE(4));
+  });
   return out;
 }

@@ -19,6 +19,8 @@ export const AdaptiveConfigSchema = z
     minGainMs: z.coerce.number().min(0).default(30),
     /** Finite downtime-limit = predicted downtime × this, so QEMU picks the moment within the pass. */
     limitMargin: z.coerce.number().min(1).default(1.3),
+    /** A pass that shrank the dirty set by less than this share refutes any predicted gain. */
+    refuteEpsilon: z.coerce.number().min(0).max(1).default(0.05),
     /** Fixed cost of a switchover (device state, sync), ms. */
     switchCostMs: z.coerce.number().min(0).default(40),
   })
@@ -109,6 +111,16 @@ export const adaptive: Policy<AdaptiveConfig> = {
     }
     if (drained.at(-1) !== state.passes.at(-1))
       return { kind: 'continue', reason: 'adaptive: a quick re-sync, not a pass' };
+    // The model is only worth following while the guest bears it out: once a pass no longer shrinks
+    // the dirty set, more passes cannot pay, whatever the curve says (measured: a sequential writer
+    // kept it predicting gains until the deadline).
+    const [before, last] = drained.slice(-2);
+    if (before && last && last.dirtyAtEndBytes >= (1 - cfg.refuteEpsilon) * before.dirtyAtEndBytes) {
+      return {
+        kind: 'switchover',
+        reason: `adaptive: the last pass did not shrink the dirty set (${(last.dirtyAtEndBytes / 2 ** 20).toFixed(1)} ≥ ${(1 - cfg.refuteEpsilon).toFixed(2)} × ${(before.dirtyAtEndBytes / 2 ** 20).toFixed(1)} MiB) → switch now`,
+      };
+    }
     const options = predictOptions(state, cfg);
     const now = options[0]!;
     const feasible = options.filter((o) => o.totalMs <= state.deadlineMs);

@@ -93,3 +93,17 @@ describe('simulator runs the live policies unchanged', () => {
     expect(performance.now() - t0).toBeLessThan(1000); // a sanity bound; the benchmark note has the number
   });
 });
+
+describe('bench: where the relaxed(L*) ladder starts', () => {
+  it('at the rung under 0.9 × dirty / bandwidth seen in stock’s passes, ignoring the bulk and the last pass', async () => {
+    const { ladderStart } = await import('../../src/bench/run.js');
+    const pass = (n: number, dirtyMiB: number) => ({
+      pass: n, startMs: n * 1000, endMs: n * 1000 + 1500, bytesSent: 1, normalPages: 0, zeroPages: 0,
+      remainingAtStartBytes: 0, dirtyAtEndBytes: dirtyMiB * MiB, bandwidthBps: 119 * MiB, qemuMbps: 0, dirtyPagesRate: 0, downtimeLimitMs: 300,
+    }); // prettier-ignore
+    const run = { passTimeline: [pass(1, 210), pass(2, 200), pass(3, 200), pass(4, 0)] } as never;
+    // 0.9 × 200/119 s = 1.51 s → the 1500 ms rung.
+    expect(ladderStart([run])).toBe(1500);
+    expect(ladderStart([])).toBe(300);
+  });
+});

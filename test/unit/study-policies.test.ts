@@ -166,7 +166,7 @@ describe('adaptive', () => {
     expect(
       policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: false }).workingSetWindowsMs,
     ).toEqual([125, 500]);
-    expect(policy.decide(history([2.3, 1.7], [210, 200]), config).kind).toBe('continue');
+    expect(policy.decide(history([2.3, 1.7], [210, 195]), config).kind).toBe('continue');
   });
 
   it('fits a monotone, saturating working-set curve', () => {
@@ -190,10 +190,10 @@ describe('adaptive', () => {
     const { policy, config } = resolvePolicy('adaptive');
     // calc-dirty-rate saw the whole working set dirtied within 125 ms.
     const samples = [{ seconds: 0.125, bytes: 200 * MiB, atMs: 1000 }];
-    const a = policy.decide(history([2.3, 1.7], [210, 200], { workingSetSamples: samples }), config);
+    const a = policy.decide(history([2.3, 1.7], [210, 195], { workingSetSamples: samples }), config);
     expect(a.kind).toBe('switchover');
     if (a.kind !== 'switchover') return;
-    expect(a.prediction!.downtimeMs).toBeCloseTo((200 / 119) * 1000 + 40, -1);
+    expect(a.prediction!.downtimeMs).toBeCloseTo((195 / 119) * 1000 + 40, -1);
     expect(a.downtimeLimitMs).toBe(Math.round(a.prediction!.downtimeMs * 1.3));
   });
   it('waits for a second pass before fitting, and forces if its finite limit did not stop QEMU', () => {
@@ -208,6 +208,17 @@ describe('adaptive', () => {
     expect(forced.kind).toBe('switchover');
     expect(forced.kind === 'switchover' && forced.downtimeLimitMs).toBeFalsy();
   });
+  it('switches when the passes refute its curve: the dirty set stopped shrinking (sequential writer)', () => {
+    const { policy, config } = resolvePolicy('adaptive');
+    // A curve that predicts gains (points from short windows), but the last pass did not shrink.
+    const samples = [{ seconds: 0.125, bytes: 50 * MiB, atMs: 100 }];
+    const a = policy.decide(
+      history([2.3, 2.1, 2.1], [256, 250, 252], { workingSetSamples: samples }),
+      config,
+    );
+    expect(a).toMatchObject({ kind: 'switchover', reason: expect.stringMatching(/did not shrink/) });
+  });
+
   it('respects the deadline: no waiting past it', () => {
     const { policy, config } = resolvePolicy('adaptive');
     expect(policy.decide(history([4.4, 1.3], [158, 78], { deadlineMs: 5800 }), config).kind).toBe(
