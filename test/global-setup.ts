@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { buildGuestImage, defaultCacheDir } from '../src/lab/image.js';
 import { findLeftovers, type Leftovers } from '../src/lab/clean.js';
 import { LAB_PREFIX } from '../src/lab/link.js';
@@ -34,7 +35,7 @@ export default async function setup(): Promise<() => Promise<void>> {
 
 function qemuName(pid: number): string {
   try {
-    const argv = execFileSync('cat', [`/proc/${pid}/cmdline`], { encoding: 'utf8' }).split('\0');
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
     return argv[argv.indexOf('-name') + 1] ?? '';
   } catch {
     return '';

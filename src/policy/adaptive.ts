@@ -5,6 +5,7 @@ import {
   CONTINUE,
   MAX_DOWNTIME_LIMIT_MS,
   drainedPasses,
+  endedOnResync,
   type Action,
   type ControllerState,
   type Policy,
@@ -109,8 +110,7 @@ export const adaptive: Policy<AdaptiveConfig> = {
     if (drained.length < 2 && !state.workingSetSamples?.length) {
       return { kind: 'continue', reason: 'adaptive: one pass is not a working-set curve yet' };
     }
-    if (drained.at(-1) !== state.passes.at(-1))
-      return { kind: 'continue', reason: 'adaptive: a quick re-sync, not a pass' };
+    if (endedOnResync(state)) return { kind: 'continue', reason: 'adaptive: a quick re-sync, not a pass' };
     // The model is only worth following while the guest bears it out: once a pass no longer shrinks
     // the dirty set, more passes cannot pay, whatever the curve says (measured: a sequential writer
     // kept it predicting gains until the deadline).

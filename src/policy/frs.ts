@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   CONTINUE,
   drainedPasses,
+  endedOnResync,
   hasActed,
   type Action,
   type ControllerState,
@@ -43,7 +44,7 @@ export function frsRule(state: ControllerState, cfg: FrsConfig, tag = 'frs'): Ac
   const p = drainedPasses(state.passes);
   const i = p.length;
   if (i < 2 || !state.atPassEnd || hasActed(state, 'switchover', 'postcopy', 'pause')) return undefined;
-  if (p.at(-1) !== state.passes.at(-1)) return undefined; // the pass that just ended was a quick re-sync
+  if (endedOnResync(state)) return undefined;
   const d = p[i - 1]!.dirtyAtEndBytes;
   const prev = p[i - 2]!.dirtyAtEndBytes;
   if (qemuWillConverge(state, d) || qemuAboutToConverge(state, d, prev)) return undefined;

@@ -4,6 +4,7 @@ import { workingSetOf } from './working-set.js';
 import {
   CONTINUE,
   drainedPasses,
+  endedOnResync,
   hasActed,
   type Action,
   type ControllerState,
@@ -128,9 +129,8 @@ export const mp: Policy<MpConfig> = {
     const last = state.passes.at(-1)!;
     if (qemuWillConverge(state, last.dirtyAtEndBytes))
       return { kind: 'continue', reason: 'mp: QEMU can converge by itself' };
-    const drained = drainedPasses(state.passes);
-    if (drained.at(-1) !== last) return { kind: 'continue', reason: 'mp: a quick re-sync, not a pass' };
-    const prev = drained.at(-2);
+    if (endedOnResync(state)) return { kind: 'continue', reason: 'mp: a quick re-sync, not a pass' };
+    const prev = drainedPasses(state.passes).at(-2);
     if (prev && qemuAboutToConverge(state, last.dirtyAtEndBytes, prev.dirtyAtEndBytes)) {
       return {
         kind: 'continue',

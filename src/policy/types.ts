@@ -132,6 +132,11 @@ export function drainedPasses(passes: PassRecord[]): PassRecord[] {
   return passes.filter((p, i) => i === 0 || p.endMs - p.startMs >= 50);
 }
 
+/** The pass that just ended was one of QEMU's millisecond re-syncs, not a pass worth judging. */
+export function endedOnResync(state: ControllerState): boolean {
+  return drainedPasses(state.passes).at(-1) !== state.passes.at(-1);
+}
+
 /** The time of the first action of one of these kinds, if any. */
 export function firstAction(state: ControllerState, ...kinds: ActionKind[]) {
   return state.actions.find((a) => kinds.includes(a.kind));
