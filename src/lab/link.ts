@@ -92,8 +92,36 @@ export class EmulatedLink {
     return link;
   }
 
-  /** Applies (or changes, mid-migration) the rate, delay and loss on the source → destination side. */
+  private current: LinkSpec = {};
+
+  /**
+   * Changes (mid-migration too) the rate, delay and loss on the source → destination side. If the
+   * new shaping cannot be applied, the previous one is put back and the error says why.
+   */
   async shape(spec: LinkSpec): Promise<void> {
+    try {
+      await this.applyShape(spec);
+      this.current = spec;
+    } catch (err) {
+      await this.applyShape(this.current).catch(() => undefined);
+      const detail = (err as Error).message;
+      const why = /qdisc kind is unknown/.test(detail)
+        ? 'this kernel has no netem (sch_netem), so link delay and loss are unavailable'
+        : detail;
+      throw new LabError(`cannot shape the emulated link: ${why}`);
+    }
+  }
+
+  /** Cuts the link (the source side goes down: nothing passes) until `restore`. */
+  async cut(): Promise<void> {
+    await ip('link', 'set', this.hostIf, 'down');
+  }
+
+  async restore(): Promise<void> {
+    await ip('link', 'set', this.hostIf, 'up');
+  }
+
+  private async applyShape(spec: LinkSpec): Promise<void> {
     await runQuietly('tc', ['qdisc', 'del', 'dev', this.hostIf, 'root']);
     const tbf = (parent: string[]) =>
       spec.rateMbit === undefined
