@@ -225,16 +225,6 @@ export async function migrateLab(
   hooks: LabMigrationHooks = {},
 ): Promise<LabMigrationResult> {
   const tx0 = await lab.link?.txBytes();
-  // Region sets: the tap when it is on (exact, nearly free); else, for the policies that want them,
-  // sampling the source's RAM (the lab runs on this host as root).
-  const wantsRegions = session.policy.policy.setup(session.policy.config, {
-    downtimeBudgetMs: session.downtimeBudgetMs,
-    postcopyPermitted: session.postcopyPermitted ?? false,
-  }).wantsRegions;
-  const regionSource =
-    session.regionSource ??
-    lab.tap ??
-    (wantsRegions ? new RegionSampler(lab.source.pid, await lab.ramRanges(lab.source)) : undefined);
   const migration = await new MigrationSession({
     ...session,
     source: lab.source.qmp,
@@ -243,10 +233,11 @@ export async function migrateLab(
     incomingUri: lab.incomingUri,
     resumeDestination: false,
     startDestinationOnPostcopy: true,
-    regionSource,
-  })
-    .run()
-    .finally(() => regionSource !== lab.tap && regionSource?.close());
+    // Region sets: the tap when it is on (exact, nearly free); else, for the policies that want
+    // them, sampling the source's RAM (the lab runs on this host as root).
+    regionSource: session.regionSource ?? lab.tap,
+    regionSampler: async () => new RegionSampler(lab.source.pid, await lab.ramRanges(lab.source)),
+  }).run();
   // The source says `completed` once everything is in its socket; read the link counter only
   // once the destination has it all (after verification) or the migration is over.
   const linkBytesNow = async () => (tx0 === undefined ? undefined : (await lab.link!.txBytes()) - tx0);

@@ -88,6 +88,11 @@ export interface SessionOptions {
   onDeadline?: 'abort' | 'switchover' | 'postcopy';
   /** Region-level dirty sets (tap or sampling), read at every pass end and every `regionSampleMs`. */
   regionSource?: RegionSource;
+  /**
+   * A costlier region source (e.g. sampling the source's RAM), created only when there is no
+   * `regionSource` and the policy wants region sets; the session closes it.
+   */
+  regionSampler?: () => Promise<RegionSource>;
   /** How often the region source is read while a pass runs (default 250 ms). */
   regionSampleMs?: number;
   /** Abort when no bytes move for this long (default 20 s): a dead link never fails by itself. */
@@ -125,6 +130,7 @@ export class MigrationSession {
   private lastRegionSample = 0;
   private workingSet = new Map<number, { seconds: number; bytes: number; atMs: number }>();
   private stopSampling = false;
+  private regionSource: RegionSource | undefined;
   private wake: (() => void) | undefined;
   private readonly pollMs: number;
 
@@ -142,7 +148,8 @@ export class MigrationSession {
     });
     await this.preflight();
     await this.configure(setup);
-    const rs = this.opts.regionSource;
+    const rs = this.opts.regionSource ?? (setup.wantsRegions ? await this.opts.regionSampler?.() : undefined);
+    this.regionSource = rs;
     if (rs) {
       this.regions = {
         source: rs.source,
@@ -182,6 +189,8 @@ export class MigrationSession {
       }
       return result;
     } finally {
+      this.stopSampling = true;
+      if (rs && rs !== this.opts.regionSource) rs.close();
       src.off('event', onSrcEvent);
       dst.off('event', onDstEvent);
     }
@@ -355,7 +364,7 @@ export class MigrationSession {
 
   /** Accumulates the regions dirtied during the pass under way; files them when passes close. */
   private sampleRegions(now: number, passesClosed: number): void {
-    const rs = this.opts.regionSource;
+    const rs = this.regionSource;
     if (!this.regions || !rs) return;
     if (passesClosed > 0 || now - this.lastRegionSample >= (this.opts.regionSampleMs ?? 250)) {
       for (const r of rs.changed()) this.regionsThisPass.add(r);
