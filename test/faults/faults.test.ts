@@ -53,11 +53,12 @@ describe('fault matrix: the destination dies', () => {
         policy: resolvePolicy('switch-at-pass', { pass: 2 }),
         downtimeBudgetMs: 300,
         deadlineMs: 30_000,
-        // QEMU leaves `active` when it stops the guest; the ~200 MiB copy then takes ~1.7 s.
-        onProgress: injectOnce(
-          (p) => p.status === 'device',
-          () => lab.destination.kill('SIGKILL'),
-        ),
+        // QEMU holds its big lock through the whole stop-and-copy, so a query-migrate issued during it
+        // is only answered at the end: trigger on our own switchover decision instead. QEMU stops the
+        // guest within ~100 ms of it and the ~200 MiB copy then takes ~1.7 s, so 400 ms lands mid-copy.
+        onDecision: (d) => {
+          if (d.action.kind === 'switchover') setTimeout(() => lab.destination.kill('SIGKILL'), 400);
+        },
       });
       expect(r.migration.decisions.map((d) => d.action.kind)).toContain('switchover');
       await expectSourceRunsIntact(lab, r);
