@@ -19,6 +19,7 @@
  *   rate:<MiB>:<pagesPerSec>          uniform random writes, paced
  *   sweep:<MiB>:<MBps>                sequential page writes, paced, wrapping around
  *   phase:<MiB>:<hotMiB>:<periodS>    random writes in a hot window that moves every periodS s
+ *   burst:<MiB>:<onMs>:<offMs>        uniform random writes for onMs, then none for offMs, repeated
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,7 +40,7 @@
 #define HEARTBEAT_NS 50000000ULL
 #define BATCH 256
 
-enum mode { IDLE, RANDOM, HOTCOLD, RATE, SWEEP, PHASE };
+enum mode { IDLE, RANDOM, HOTCOLD, RATE, SWEEP, PHASE, BURST };
 
 struct page_header {
   uint32_t magic;
@@ -54,6 +55,7 @@ static struct {
   double hot_pct;       /* hotcold */
   double pages_per_sec; /* rate, sweep: pacing; 0 = unpaced */
   double period_s;      /* phase */
+  uint64_t on_ms, off_ms; /* burst */
 } cfg;
 
 static uint8_t *region;
@@ -124,6 +126,11 @@ static int parse_mode(const char *spec) {
     cfg.pages = (a << 20) / PAGE;
     cfg.hot_pages = (b << 20) / PAGE;
     cfg.period_s = (double)c;
+  } else if (sscanf(spec, "burst:%lu:%lu:%lu%c", &a, &b, &c, &extra) == 3 && a > 0 && b > 0) {
+    cfg.mode = BURST;
+    cfg.pages = (a << 20) / PAGE;
+    cfg.on_ms = b;
+    cfg.off_ms = c;
   } else {
     return -1;
   }
@@ -225,6 +232,8 @@ int main(void) {
       budget = allowed <= 0 ? 0 : (allowed < BATCH ? (uint64_t)allowed : BATCH);
     } else if (cfg.mode == RATE) {
       budget = 0; /* rate:<MiB>:0 writes nothing */
+    } else if (cfg.mode == BURST && ((t - start) / 1000000ULL) % (cfg.on_ms + cfg.off_ms) >= cfg.on_ms) {
+      budget = 0; /* the quiet part of the cycle */
     }
     if (budget == 0) {
       /* Sleep until the next heartbeat or 1 ms, whichever is sooner. */

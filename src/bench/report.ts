@@ -21,7 +21,7 @@ export function reportMarkdown(results: Results, sum: Summary = summarize(result
   const lines = [
     '# kvmigrate benchmark',
     '',
-    `${m.ramMiB} MiB guest, ${m.link} link, downtime budget ${m.downtimeBudgetMs} ms, deadline ${m.deadlineS} s, ${m.reps} rep(s) per cell. ` +
+    `${m.ramMiB} MiB guest, ${m.link} link, downtime budget ${m.downtimeBudgetMs} ms, deadline ${m.deadlineS} s, ${m.reps} rep(s) per cell${m.postcopyPermitted ? ', post-copy permitted' : ''}. ` +
       `relaxed(L*): L* = ${results.relaxedLimitMs ?? '–'} ms. Medians with p10–p90 over successful runs; downtime is what the guest felt (heartbeat gap). ` +
       `Ratios: median against relaxed(L*) and against the oracle on the same workload.`,
     '',
@@ -55,7 +55,41 @@ export function reportMarkdown(results: Results, sum: Summary = summarize(result
     }
     lines.push('');
   }
+  lines.push(...predictionError(results));
   return lines.join('\n');
+}
+
+/** How far the policies' own predictions (adaptive) were from what happened: median |error| and bias. */
+function predictionError(results: Results): string[] {
+  const runs = results.runs.filter((r) => r.success && r.predictedDowntimeMs !== null);
+  if (runs.length === 0) return [];
+  const err = (pred: number | null, actual: number | null) =>
+    pred === null || actual === null || actual <= 0 ? undefined : (pred - actual) / actual;
+  const fmt = (xs: (number | undefined)[]) => {
+    const v = xs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+    if (v.length === 0) return '–';
+    const abs = v.map(Math.abs).sort((a, b) => a - b);
+    const bias = v[Math.floor(v.length / 2)]!;
+    return `${Math.round(abs[Math.floor(abs.length / 2)]! * 100)}% (${bias >= 0 ? '+' : '−'}${Math.abs(Math.round(bias * 100))}%)`;
+  };
+  const lines = [
+    '## Prediction error',
+    '',
+    'Median |predicted − actual| ÷ actual, and in brackets the median signed error (+ = over-predicted), for the action each run took; downtime against the guest-felt gap.',
+    '',
+    '| workload | policy | runs | downtime | total time | data |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
+  const keys = [...new Set(runs.map((r) => `${r.workload}\u0000${r.policy}`))];
+  for (const k of keys) {
+    const [workload, policy] = k.split('\u0000') as [string, string];
+    const rs = runs.filter((r) => r.workload === workload && r.policy === policy);
+    lines.push(
+      `| ${workload} | ${policy} | ${rs.length} | ${fmt(rs.map((r) => err(r.predictedDowntimeMs, r.guestDowntimeMs)))} | ${fmt(rs.map((r) => err(r.predictedTotalMs, r.totalTimeMs)))} | ${fmt(rs.map((r) => err(r.predictedBytes, r.transferredBytes)))} |`,
+    );
+  }
+  lines.push('');
+  return lines;
 }
 
 const CSV_COLUMNS: (keyof RunRecord)[] = [

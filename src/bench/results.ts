@@ -31,6 +31,8 @@ export const RunRecordSchema = z.object({
   controllerCpuPct: z.number(),
   actionLatencyMs: z.number().nullable(),
   predictedDowntimeMs: z.number().nullable(),
+  predictedTotalMs: z.number().nullable().default(null),
+  predictedBytes: z.number().nullable().default(null),
   passTimeline: z.array(PassRecordSchema),
   decisions: z.array(z.object({ atMs: z.number(), pass: z.number(), kind: z.string(), reason: z.string() })),
 });
@@ -56,6 +58,8 @@ export const ResultsSchema = z.object({
     reps: z.number(),
     downtimeBudgetMs: z.number(),
     deadlineS: z.number(),
+    /** Policies that can post-copy were allowed to (`--allow-postcopy`). */
+    postcopyPermitted: z.boolean().default(false),
   }),
   /** relaxed(L*): the smallest ladder limit with which stock completed every workload. */
   relaxedLimitMs: z.number().nullable(),

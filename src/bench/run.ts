@@ -38,6 +38,8 @@ export interface BenchOptions {
   out: string;
   resume?: boolean;
   tap?: boolean;
+  /** Let the policies that can post-copy (mp, adaptive, nova, kubevirt) do so. */
+  postcopyPermitted?: boolean;
   signal?: AbortSignal;
   log?: (line: string) => void;
 }
@@ -78,7 +80,9 @@ export function toRunRecord(p: Planned, r: LabMigrationResult, budgetMs: number)
   const m = r.migration;
   const guest = r.guestDowntimeMs ?? null;
   const prediction = m.decisions
-    .map((d) => (d.action.kind === 'switchover' ? d.action.prediction : undefined))
+    .map((d) =>
+      d.action.kind === 'switchover' || d.action.kind === 'postcopy' ? d.action.prediction : undefined,
+    )
     .find(Boolean);
   return {
     key: p.key,
@@ -105,6 +109,8 @@ export function toRunRecord(p: Planned, r: LabMigrationResult, budgetMs: number)
     controllerCpuPct: m.controllerCpuPct,
     actionLatencyMs: m.actionLatencyMs ?? null,
     predictedDowntimeMs: prediction?.downtimeMs ?? null,
+    predictedTotalMs: prediction?.totalMs ?? null,
+    predictedBytes: prediction?.bytes ?? null,
     passTimeline: m.passes,
     decisions: m.decisions.map((d) => ({
       atMs: d.atMs,
@@ -148,6 +154,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
       reps: opts.reps,
       downtimeBudgetMs: opts.downtimeBudgetMs,
       deadlineS: opts.deadlineS,
+      postcopyPermitted: Boolean(opts.postcopyPermitted),
     },
     relaxedLimitMs: null,
     runs: [],
@@ -182,6 +189,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
         policy: p.policy,
         downtimeBudgetMs: opts.downtimeBudgetMs,
         deadlineMs: opts.deadlineS * 1000,
+        postcopyPermitted: opts.postcopyPermitted,
         signal: opts.signal,
       });
     } finally {

@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { measureControllerCost } from '../bench/controller-cost.js';
 import { readResults } from '../bench/results.js';
@@ -5,6 +6,7 @@ import { reportMarkdown, writeReports } from '../bench/report.js';
 import { runBench } from '../bench/run.js';
 import { buildGuestImage, defaultCacheDir } from '../lab/image.js';
 import { cleanLeftovers } from '../lab/clean.js';
+import { FAULT_CASES, faultTable, runFaultCase, type FaultRow } from '../lab/faults.js';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { parseLink } from '../lab/link.js';
 import { parseWorkload } from '../lab/workload.js';
@@ -13,7 +15,9 @@ import { MigrationSession, type Decision, type Progress } from '../migration/ses
 import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { QmpClient } from '../qmp/index.js';
 import { MigrationTap } from '../tap/index.js';
-import { simulate, workloadClasses } from '../sim/index.js';
+import { runSweep, sweepResults, validate, validationTable, type SweepOptions } from '../sim/sweep.js';
+import { traceFromMigration, writeTrace } from '../sim/trace.js';
+import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
 import { reportError } from './errors.js';
 import { decisionLine, labSummary, passTimeline, progressLine, mib, table } from './format.js';
@@ -58,7 +62,20 @@ function progressReporter(quiet: boolean) {
   };
 }
 
-function policyFrom(opts: { policy: string; policyOpt?: string[]; switchAtPass?: number }): ResolvedPolicy {
+function policyFrom(opts: {
+  policy: string;
+  policyOpt?: string[];
+  switchAtPass?: number;
+  objective?: string;
+}): ResolvedPolicy {
+  if (opts.objective !== undefined) {
+    if (opts.policy !== 'adaptive')
+      throw new UsageError(`--objective applies to --policy adaptive, not '${opts.policy}'`);
+    return resolvePolicy('adaptive', {
+      ...parsePolicyOptions(opts.policyOpt ?? []),
+      objective: opts.objective,
+    });
+  }
   if (opts.switchAtPass !== undefined) {
     if (opts.switchAtPass < 2)
       throw new UsageError('--switch-at-pass must be 2 or more (pass 1 is the bulk copy)');
@@ -89,6 +106,18 @@ const policyOptions = (cmd: Command) =>
       ),
     )
     .option('--policy-opt <key=value>', 'policy option (repeatable)', collect, [])
+    .addOption(
+      new Option('--objective <what>', 'what adaptive minimises').choices([
+        'downtime',
+        'total',
+        'data',
+        'balanced',
+      ]),
+    )
+    .option(
+      '--allow-postcopy',
+      'let the policy switch to post-copy (the guest is lost if the destination or link fails during it)',
+    )
     .option(
       '--switch-at-pass <k>',
       'force switchover when pass K begins (policy switch-at-pass)',
@@ -155,6 +184,7 @@ policyOptions(
         downtimeBudgetMs: o.downtime ?? o.downtimeBudget,
         deadlineMs: o.deadline * 1000,
         onDeadline: o.onDeadline,
+        postcopyPermitted: Boolean(o.allowPostcopy),
         signal,
         ...progress,
       });
@@ -182,6 +212,33 @@ lab
   });
 
 lab
+  .command('faults')
+  .description('run the fault matrix on fresh lab pairs and print the table (every row must be ok)')
+  .option('--only <text>', 'run only the cases whose name contains this')
+  .option('--list', 'list the cases and exit')
+  .option('--json', 'print the rows as JSON')
+  .action(async (o) => {
+    const cases = FAULT_CASES.filter((c) => !o.only || c.name.includes(o.only));
+    if (o.list || cases.length === 0) {
+      if (cases.length === 0 && !o.list)
+        throw new UsageError(`no fault case matches '${o.only}'; see --list`);
+      process.stdout.write(FAULT_CASES.map((c) => `${c.name} [${c.policy}]`).join('\n') + '\n');
+      return;
+    }
+    const rows: FaultRow[] = [];
+    for (const c of cases) {
+      process.stderr.write(`${c.name} (${c.policy}) …\n`);
+      const row = await runFaultCase(c);
+      process.stderr.write(
+        `  → ${row.ok ? 'ok' : 'FAIL'}: ${row.outcome}, guest on ${row.runsOn}; ${row.reason}\n`,
+      );
+      rows.push(row);
+    }
+    process.stdout.write((o.json ? JSON.stringify(rows, null, 1) : faultTable(rows)) + '\n');
+    process.exitCode = rows.every((r) => r.ok) ? 0 : 1;
+  });
+
+lab
   .command('clean')
   .description('remove lab leftovers (QEMU processes, netns, veth, temp dirs named kvmm-*) after a crash')
   .action(async () => {
@@ -199,7 +256,6 @@ policyOptions(
     .requiredOption('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
     .requiredOption('--uri <uri>', 'where the source sends, e.g. tcp:10.0.0.2:4444')
     .option('--incoming <uri>', 'issue migrate-incoming on the destination first (for -incoming defer)')
-    .option('--allow-postcopy', 'let the policy switch to post-copy')
     .option(
       '--tap [addr:port]',
       'relay through the tap, listening here (default 127.0.0.1, any port); needs a tcp: --uri',
@@ -283,6 +339,7 @@ const bench = program
   .option('--downtime-budget <ms>', 'downtime budget, ms', positiveNumber('--downtime-budget'), 300)
   .option('--deadline <s>', 'deadline per migration, s', positiveNumber('--deadline'), 30)
   .option('--tap', 'relay every migration through the tap')
+  .option('--allow-postcopy', 'let mp, adaptive, nova and kubevirt post-copy (relaxed and stock never do)')
   .option('--out <dir>', 'output directory', 'results')
   .option('--resume', 'keep the runs already in --out and do the rest')
   .action(async (o) => {
@@ -298,6 +355,7 @@ const bench = program
       out: o.out,
       resume: Boolean(o.resume),
       tap: Boolean(o.tap),
+      postcopyPermitted: Boolean(o.allowPostcopy),
       signal,
       log: (l) => process.stderr.write(l + '\n'),
     });
@@ -338,69 +396,121 @@ bench
 program
   .command('sim')
   .description('simulate migrations (same policy code, a model of QEMU and the link); lists sweep')
-  .option('--workloads <list>', 'comma-separated workloads', list, ['random:200'])
+  .option('--workloads <list>', 'comma-separated workloads (guest-program specs)', list, ['random:200'])
+  .option('--workload <spec>', 'one workload (same as --workloads with one entry)')
+  .option('--trace <file>', 'a recorded trace (kvmigrate record) instead of a synthetic workload')
   .option('--ram <list>', 'comma-separated guest RAM sizes, MiB', list, ['512'])
   .option('--links <list>', 'comma-separated link rates', list, ['1gbit'])
-  .option('--policies <list>', 'comma-separated policies', list, ['stock', 'frs', 'mp', 'adaptive'])
+  .option('--link <rate>', 'one link rate')
+  .option('--policies <list>', 'comma-separated policies (relaxed = relaxed(L*))', list, [
+    'stock',
+    'frs',
+    'mp',
+    'adaptive',
+  ])
+  .option('--policy <name>', 'one policy')
   .option('--downtime-budget <ms>', 'downtime budget, ms', positiveNumber('--downtime-budget'), 300)
   .option('--deadline <s>', 'deadline, s', positiveNumber('--deadline'), 120)
+  .option('--allow-postcopy', 'let the policies that can post-copy do so')
+  .option('--out <dir>', 'also write results.json, results.csv, report.md, report.html like bench')
+  .option('--validate <dir>', "compare with a real bench run's results.json in DIR: error table")
   .option('--json', 'one JSON object per run')
-  .action((o) => {
-    const rows = [
-      ['workload', 'RAM', 'link', 'policy', 'outcome', 'total s', 'downtime ms', 'sent MiB', 'passes'],
-    ];
-    const t0 = performance.now();
-    let n = 0;
-    for (const w of o.workloads as string[]) {
-      const classes = workloadClasses(parseWorkload(w));
-      for (const ram of o.ram as string[]) {
-        const ramMiB = positiveInt('--ram')(ram);
-        for (const l of o.links as string[]) {
-          const link = parseLink(l);
-          if (link.rateMbit === undefined)
-            throw new UsageError('the simulator needs a link rate, e.g. 10gbit');
-          for (const name of o.policies as string[]) {
-            const policy = resolvePolicy(name);
-            const r = simulate({
-              ramBytes: ramMiB * 2 ** 20,
-              linkBps: (link.rateMbit * 1e6) / 8,
-              rttMs: link.delayMs ? 2 * link.delayMs : 0,
-              classes,
-              policy,
-              downtimeBudgetMs: o.downtimeBudget,
-              deadlineMs: o.deadline * 1000,
-            });
-            n++;
-            if (o.json)
-              process.stdout.write(
-                JSON.stringify({
-                  workload: w,
-                  ramMiB,
-                  link: l,
-                  policy: name,
-                  ...r,
-                  passes: r.passes.length,
-                }) + '\n',
-              );
-            rows.push([
-              w,
-              `${ramMiB} MiB`,
-              l,
-              name,
-              r.outcome,
-              (r.totalTimeMs / 1000).toFixed(2),
-              r.outcome === 'completed' ? r.downtimeMs.toFixed(0) : '-',
-              (r.transferredBytes / 2 ** 20).toFixed(0),
-              String(r.passes.length),
-            ]);
-          }
-        }
-      }
+  .action(async (o) => {
+    if (o.validate) {
+      const v = validate(readResults(`${o.validate}/results.json`));
+      process.stdout.write(validationTable(v) + '\n');
+      return;
     }
-    if (!o.json)
-      process.stdout.write(
-        `${table(rows)}\n${n} simulated migrations in ${(performance.now() - t0).toFixed(0)} ms\n`,
-      );
+    const opts: SweepOptions = {
+      workloads: o.trace ? [`trace:${o.trace}`] : o.workload ? [o.workload] : o.workloads,
+      ramMiB: (o.ram as string[]).map((r) => positiveInt('--ram')(r)),
+      links: o.link ? [o.link] : o.links,
+      policies: o.policy ? [o.policy] : o.policies,
+      downtimeBudgetMs: o.downtimeBudget,
+      deadlineS: o.deadline,
+      postcopyPermitted: Boolean(o.allowPostcopy),
+    };
+    const t0 = performance.now();
+    const runs = runSweep(opts);
+    const ms = performance.now() - t0;
+    if (o.json) {
+      for (const r of runs)
+        process.stdout.write(
+          JSON.stringify({ ...r, result: { ...r.result, passes: r.result.passes.length } }) + '\n',
+        );
+    } else {
+      const rows = [
+        ['workload', 'RAM', 'link', 'policy', 'outcome', 'total s', 'downtime ms', 'sent MiB', 'passes'],
+      ];
+      for (const { workload, ramMiB, link, policy, result: r } of runs)
+        rows.push([
+          workload,
+          `${ramMiB} MiB`,
+          link,
+          policy,
+          r.outcome + (r.postcopy ? ' (post-copy)' : ''),
+          (r.totalTimeMs / 1000).toFixed(2),
+          r.outcome === 'completed' ? r.downtimeMs.toFixed(0) : '-',
+          (r.transferredBytes / 2 ** 20).toFixed(0),
+          String(r.passes.length),
+        ]);
+      process.stdout.write(`${table(rows)}\n${runs.length} simulated migrations in ${ms.toFixed(0)} ms\n`);
+    }
+    if (o.out) {
+      mkdirSync(o.out, { recursive: true });
+      const results = sweepResults(opts, runs);
+      writeFileSync(`${o.out}/results.json`, JSON.stringify(results, null, 1));
+      await writeReports(results, o.out);
+      process.stderr.write(`wrote ${o.out}/results.json, results.csv, report.md, report.html\n`);
+    }
+  });
+
+program
+  .command('record')
+  .description(
+    "record a lab workload's dirty behaviour (passes and calc-dirty-rate samples) as a trace for sim --trace",
+  )
+  .option('--workload <spec>', 'guest workload', 'random:200')
+  .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 512)
+  .option('--link <spec>', 'emulated link', '1gbit')
+  .option(
+    '--duration <s>',
+    'how long to watch (the migration is cancelled then), s',
+    positiveNumber('--duration'),
+    15,
+  )
+  .requiredOption('--out <file>', 'trace file to write (JSON lines)')
+  .option('--cache-dir <dir>', 'guest image cache')
+  .action(async (o) => {
+    const workload = parseWorkload(o.workload);
+    const link = parseLink(o.link);
+    const signal = interruptSignal();
+    const log = (l: string) => process.stderr.write(l + '\n');
+    const pair = await Lab.start({ workload, ramMiB: o.ram, link, cacheDir: o.cacheDir, log });
+    let result: LabMigrationResult;
+    try {
+      // Stock pre-copy into the lab's destination: QEMU's own passes, and calc-dirty-rate windows
+      // sampled throughout; cancelled at the end, so the source runs on untouched.
+      result = await migrateLab(pair, {
+        policy: resolvePolicy('stock'),
+        downtimeBudgetMs: 300,
+        deadlineMs: o.duration * 1000,
+        workingSetWindowsMs: [125, 500],
+        signal,
+      });
+    } finally {
+      await pair.destroy();
+    }
+    const version = await probeQemuVersion();
+    const trace = traceFromMigration(result.migration, {
+      workload: o.workload,
+      qemu: version.text,
+      linkBps: link.rateMbit ? (link.rateMbit * 1e6) / 8 : undefined,
+    });
+    writeTrace(o.out, trace);
+    process.stderr.write(
+      `wrote ${o.out}: ${trace.records.filter((r) => r.type === 'sample').length} dirty-rate samples, ${result.migration.passes.length} passes (${result.migration.outcome})\n`,
+    );
   });
 
 program

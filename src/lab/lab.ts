@@ -238,6 +238,8 @@ export async function migrateLab(
     regionSource: session.regionSource ?? lab.tap,
     regionSampler: async () => new RegionSampler(lab.source.pid, await lab.ramRanges(lab.source)),
   }).run();
+  // The session reconnects on its own when its QMP connection drops; the lab's client is then gone.
+  if (lab.source.qmp.isClosed && lab.source.alive) await lab.source.reconnectQmp();
   // The source says `completed` once everything is in its socket; read the link counter only
   // once the destination has it all (after verification) or the migration is over.
   const linkBytesNow = async () => (tx0 === undefined ? undefined : (await lab.link!.txBytes()) - tx0);

@@ -7,7 +7,8 @@ export type WorkloadSpec =
   | { kind: 'hotcold'; hotMib: number; coldMib: number; hotPct: number; pagesPerSec?: number }
   | { kind: 'rate'; mib: number; pagesPerSec: number }
   | { kind: 'sweep'; mib: number; mbps: number }
-  | { kind: 'phase'; mib: number; hotMib: number; periodS: number };
+  | { kind: 'phase'; mib: number; hotMib: number; periodS: number }
+  | { kind: 'burst'; mib: number; onMs: number; offMs: number };
 
 const FORMS: Record<string, string[]> = {
   idle: [],
@@ -16,10 +17,11 @@ const FORMS: Record<string, string[]> = {
   rate: ['mib', 'pagesPerSec'],
   sweep: ['mib', 'mbps'],
   phase: ['mib', 'hotMib', 'periodS'],
+  burst: ['mib', 'onMs', 'offMs'],
 };
 
 export const WORKLOAD_FORMS =
-  'idle, random:<MiB>, hotcold:<hotMiB>:<coldMiB>:<hotPct>[:<pagesPerSec>], rate:<MiB>:<pagesPerSec>, sweep:<MiB>:<MBps>, phase:<MiB>:<hotMiB>:<periodS>';
+  'idle, random:<MiB>, hotcold:<hotMiB>:<coldMiB>:<hotPct>[:<pagesPerSec>], rate:<MiB>:<pagesPerSec>, sweep:<MiB>:<MBps>, phase:<MiB>:<hotMiB>:<periodS>, burst:<MiB>:<onMs>:<offMs>';
 
 export function parseWorkload(text: string): WorkloadSpec {
   const [kind, ...rest] = text.trim().split(':');
@@ -41,6 +43,7 @@ export function parseWorkload(text: string): WorkloadSpec {
   ]) as WorkloadSpec;
   if (spec.kind === 'hotcold' && spec.hotPct > 100) throw bad('hotPct is at most 100');
   if (spec.kind === 'phase' && spec.hotMib > spec.mib) throw bad('the hot window must fit in the region');
+  if (spec.kind === 'burst' && spec.onMs === 0) throw bad('a burst lasts at least 1 ms');
   if (spec.kind !== 'idle' && 'mib' in spec && spec.mib === 0) throw bad('the region must be at least 1 MiB');
   return spec;
 }

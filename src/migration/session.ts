@@ -8,7 +8,7 @@ import {
   type PolicySetup,
   type RegionHistory,
 } from '../policy/types.js';
-import { QmpError, type QmpClient, type QmpEvent } from '../qmp/index.js';
+import { QmpClient, QmpConnectionError, QmpError, type QmpEvent } from '../qmp/index.js';
 import { KvmigrateError } from '../util/errors.js';
 import { PassTracker } from './pass-tracker.js';
 import { MigrationInfoSchema, TERMINAL_STATUSES, type MigrationInfo } from './query.js';
@@ -68,6 +68,8 @@ export interface MigrationResult {
   postcopy: boolean;
   /** Controller CPU time ÷ wall time, % of one core. */
   controllerCpuPct: number;
+  /** calc-dirty-rate results (working-set points over time), when sampled. */
+  workingSetSamples?: { seconds: number; bytes: number; atMs: number }[];
   /** performance.now() clock: when `migrate` was issued, and when each side reported completion. */
   clock: { startedAt: number; sourceCompletedAt?: number; destinationCompletedAt?: number; endedAt: number };
   error?: string;
@@ -95,6 +97,8 @@ export interface SessionOptions {
   regionSampler?: () => Promise<RegionSource>;
   /** How often the region source is read while a pass runs (default 250 ms). */
   regionSampleMs?: number;
+  /** Sample the working-set curve with calc-dirty-rate over these windows even if the policy does not ask (`record`). */
+  workingSetWindowsMs?: number[];
   /** Abort when no bytes move for this long (default 20 s): a dead link never fails by itself. */
   stallTimeoutMs?: number;
   /** The destination was started with -S: start it when post-copy begins (the guest must run there). */
@@ -128,14 +132,20 @@ export class MigrationSession {
   private regions: RegionHistory | undefined;
   private regionsThisPass = new Set<number>();
   private lastRegionSample = 0;
-  private workingSet = new Map<number, { seconds: number; bytes: number; atMs: number }>();
+  /** calc-dirty-rate results, oldest first (the last 64). */
+  private workingSet: { seconds: number; bytes: number; atMs: number }[] = [];
   private stopSampling = false;
   private regionSource: RegionSource | undefined;
   private wake: (() => void) | undefined;
   private readonly pollMs: number;
 
+  /** The source's QMP connection: the caller's, or ours after a reconnect (then we close it). */
+  private src: QmpClient;
+  private onSrcEvent: ((e: QmpEvent) => void) | undefined;
+
   constructor(private readonly opts: SessionOptions) {
     this.pollMs = opts.pollMs ?? 50;
+    this.src = opts.source;
   }
 
   async run(): Promise<MigrationResult> {
@@ -168,15 +178,15 @@ export class MigrationSession {
       if (e.event === 'MIGRATION' && e.data.status === 'completed')
         this.destinationCompletedAt = e.receivedAt;
     };
+    this.onSrcEvent = onSrcEvent;
     src.on('event', onSrcEvent);
     dst.on('event', onDstEvent);
     const cpu0 = process.cpuUsage();
     this.startedAt = performance.now();
     try {
       await src.execute('migrate', { uri: this.opts.migrateUri });
-      const sampling = setup.workingSetWindowsMs?.length
-        ? this.sampleWorkingSet(setup.workingSetWindowsMs)
-        : undefined;
+      const windows = this.opts.workingSetWindowsMs ?? setup.workingSetWindowsMs;
+      const sampling = windows?.length ? this.sampleWorkingSet(windows) : undefined;
       const result = await this.loop(cpu0);
       this.stopSampling = true;
       await sampling;
@@ -191,7 +201,8 @@ export class MigrationSession {
     } finally {
       this.stopSampling = true;
       if (rs && rs !== this.opts.regionSource) rs.close();
-      src.off('event', onSrcEvent);
+      this.src.off('event', onSrcEvent);
+      if (this.src !== src) this.src.close();
       dst.off('event', onDstEvent);
     }
   }
@@ -258,57 +269,108 @@ export class MigrationSession {
     }
   }
 
+  /**
+   * The QMP connection to the source dropped while QEMU runs on: open a new one (QEMU serves one
+   * client at a time, and the old one is gone) and carry on watching. Throws if it cannot.
+   */
+  private async reconnectSource(cause: Error): Promise<void> {
+    const old = this.src;
+    old.close();
+    const until = performance.now() + 5000;
+    for (;;) {
+      try {
+        this.src = await QmpClient.connect(old.target, { timeoutMs: 2000 });
+        break;
+      } catch (err) {
+        if (performance.now() > until) throw err;
+        await sleep(200);
+      }
+    }
+    old.off('event', this.onSrcEvent!);
+    this.src.on('event', this.onSrcEvent!);
+    const d: Decision = {
+      atMs: performance.now() - this.startedAt,
+      pass: this.tracker.currentPass,
+      action: {
+        kind: 'continue',
+        reason: `lost the QMP connection to the source (${cause.message}); reconnected`,
+      },
+    };
+    this.decisions.push(d);
+    this.opts.onDecision?.(d);
+  }
+
   private async loop(cpu0: NodeJS.CpuUsage): Promise<MigrationResult> {
-    const { source: src, policy } = this.opts;
+    const { policy } = this.opts;
     let info: MigrationInfo = {};
     let deadlineHandled = false;
     let endReason: string | undefined;
     let forcedOutcome: Outcome | undefined;
     let error: string | undefined;
+    /** One poll: observe, decide, act. A dropped QMP connection surfaces here as QmpConnectionError. */
+    const iterate = async (woke: Promise<void>): Promise<'done' | 'next'> => {
+      info = MigrationInfoSchema.parse(await this.src.execute('query-migrate'));
+      const now = performance.now();
+      const elapsedMs = now - this.startedAt;
+      const status = info.status ?? 'none';
+      // Even the terminal sample: syncs may have happened since the last poll.
+      const passesBefore = this.tracker.passes.length;
+      const atPassEnd = this.tracker.observe(info, elapsedMs, this.downtimeLimitMs);
+      this.sampleRegions(now, this.tracker.passes.length - passesBefore);
+      if (TERMINAL_STATUSES.has(status)) return 'done';
+      if (status === 'postcopy-paused') {
+        // The destination or the link went away after the guest moved: each side holds only part
+        // of its memory. Nothing can bring it back here (QEMU's postcopy-recover needs the same
+        // destination); say so plainly rather than resume a source whose memory is stale.
+        forcedOutcome = 'failed';
+        endReason =
+          'the destination or the link was lost during post-copy: THE GUEST IS LOST — neither side holds all of its memory; the source stays paused (its memory is stale)';
+        return 'done';
+      }
+      this.track(info, elapsedMs);
+      if (status === 'postcopy-active') await this.startDestinationForPostcopy();
+      const state = this.state(info, elapsedMs, atPassEnd);
+      const stalledMs = elapsedMs - this.lastProgress.atMs;
+
+      if (this.opts.signal?.aborted && !endReason) {
+        endReason = 'interrupted: cancelled by the user';
+        await this.apply({ kind: 'abort', reason: endReason }, state, true);
+      } else if (elapsedMs >= this.opts.deadlineMs && !deadlineHandled) {
+        deadlineHandled = true;
+        const kind = this.opts.onDeadline ?? 'abort';
+        endReason = `deadline of ${Math.round(this.opts.deadlineMs / 1000)} s reached → ${kind}`;
+        await this.apply({ kind, reason: endReason } as Action, state, true);
+      } else if (stalledMs > (this.opts.stallTimeoutMs ?? 20_000) && status !== 'postcopy-active') {
+        endReason = `no bytes sent for ${(stalledMs / 1000).toFixed(0)} s (link down?) → abort`;
+        await this.apply({ kind: 'abort', reason: endReason }, state, true);
+      } else if (elapsedMs >= this.opts.deadlineMs * 1.5 + 30_000 && status !== 'postcopy-active') {
+        endReason = 'the deadline action did not finish the migration → abort';
+        await this.apply({ kind: 'abort', reason: endReason }, state, true);
+      } else if (status === 'active' || status === 'postcopy-active' || status === 'setup') {
+        const action = policy.policy.decide(state, policy.config);
+        if (action.kind !== 'continue' || atPassEnd) this.log(state, action);
+        if (action.kind !== 'continue') await this.apply(action, state, false);
+      }
+      this.opts.onProgress?.(this.progress(info, state));
+      await Promise.race([sleep(this.pollMs), woke]);
+      return 'next';
+    };
+    let reconnects = 0;
     try {
       for (;;) {
         const woke = new Promise<void>((r) => (this.wake = r));
-        info = MigrationInfoSchema.parse(await src.execute('query-migrate'));
-        const now = performance.now();
-        const elapsedMs = now - this.startedAt;
-        const status = info.status ?? 'none';
-        // Even the terminal sample: syncs may have happened since the last poll.
-        const passesBefore = this.tracker.passes.length;
-        const atPassEnd = this.tracker.observe(info, elapsedMs, this.downtimeLimitMs);
-        this.sampleRegions(now, this.tracker.passes.length - passesBefore);
-        if (TERMINAL_STATUSES.has(status)) break;
-        this.track(info, elapsedMs);
-        if (status === 'postcopy-active') await this.startDestinationForPostcopy();
-        const state = this.state(info, elapsedMs, atPassEnd);
-        const stalledMs = elapsedMs - this.lastProgress.atMs;
-
-        if (this.opts.signal?.aborted && !endReason) {
-          endReason = 'interrupted: cancelled by the user';
-          await this.apply({ kind: 'abort', reason: endReason }, state, true);
-        } else if (elapsedMs >= this.opts.deadlineMs && !deadlineHandled) {
-          deadlineHandled = true;
-          const kind = this.opts.onDeadline ?? 'abort';
-          endReason = `deadline of ${Math.round(this.opts.deadlineMs / 1000)} s reached → ${kind}`;
-          await this.apply({ kind, reason: endReason } as Action, state, true);
-        } else if (stalledMs > (this.opts.stallTimeoutMs ?? 20_000) && status !== 'postcopy-active') {
-          endReason = `no bytes sent for ${(stalledMs / 1000).toFixed(0)} s (link down?) → abort`;
-          await this.apply({ kind: 'abort', reason: endReason }, state, true);
-        } else if (elapsedMs >= this.opts.deadlineMs * 1.5 + 30_000 && status !== 'postcopy-active') {
-          endReason = 'the deadline action did not finish the migration → abort';
-          await this.apply({ kind: 'abort', reason: endReason }, state, true);
-        } else if (status === 'active' || status === 'postcopy-active' || status === 'setup') {
-          const action = policy.policy.decide(state, policy.config);
-          if (action.kind !== 'continue' || atPassEnd) this.log(state, action);
-          if (action.kind !== 'continue') await this.apply(action, state, false);
+        try {
+          if ((await iterate(woke)) === 'done') break;
+        } catch (err) {
+          if (!(err instanceof QmpConnectionError) || ++reconnects > 3) throw err;
+          await this.reconnectSource(err);
         }
-        this.opts.onProgress?.(this.progress(info, state));
-        await Promise.race([sleep(this.pollMs), woke]);
       }
     } catch (err) {
       error = (err as Error).message;
       forcedOutcome = 'failed';
       endReason = `controller lost contact with the source: ${error}`;
-      await src.execute('migrate_cancel').catch(() => undefined);
+      await this.src.execute('migrate_cancel').catch(() => undefined);
     }
     this.tracker.finish(info, performance.now() - this.startedAt);
     const status = info.status ?? 'unknown';
@@ -350,8 +412,9 @@ export class MigrationSession {
       decisions: this.decisions,
       actionLatencyMs: this.actionLatency(),
       regionSource: this.regions?.source,
-      postcopy: this.destinationStarted || this.statusChangedAt.some((x) => x.status === 'postcopy-active'),
+      postcopy: this.postcopyStarted(),
       controllerCpuPct: ((cpu.user + cpu.system) / 1000 / wallMs) * 100,
+      workingSetSamples: this.workingSet.length ? [...this.workingSet] : undefined,
       clock: {
         startedAt: this.startedAt,
         sourceCompletedAt: this.statusChangedAt.find((s) => s.status === 'completed')?.at,
@@ -381,12 +444,12 @@ export class MigrationSession {
    * is what the guest dirtied within it). Cycles through the windows until the migration ends.
    */
   private async sampleWorkingSet(windowsMs: number[]): Promise<void> {
-    const { source: src } = this.opts;
+    const src = () => this.src;
     try {
       while (!this.stopSampling) {
         for (const ms of windowsMs) {
           if (this.stopSampling) return;
-          await src.execute('calc-dirty-rate', {
+          await src().execute('calc-dirty-rate', {
             'calc-time': ms,
             'calc-time-unit': 'millisecond',
             mode: 'page-sampling',
@@ -394,15 +457,17 @@ export class MigrationSession {
           let r: { status: string; 'dirty-rate'?: number };
           do {
             await sleep(Math.min(50, ms / 2));
-            r = await src.execute('query-dirty-rate', { 'calc-time-unit': 'millisecond' });
+            r = await src().execute('query-dirty-rate', { 'calc-time-unit': 'millisecond' });
           } while (r.status !== 'measured' && !this.stopSampling);
           if (r['dirty-rate'] !== undefined) {
             const seconds = ms / 1000;
             const bytes = Math.min(this.ramBytes, r['dirty-rate'] * 2 ** 20 * seconds);
-            this.workingSet.set(ms, { seconds, bytes, atMs: performance.now() - this.startedAt });
+            this.workingSet.push({ seconds, bytes, atMs: performance.now() - this.startedAt });
+            if (this.workingSet.length > 64) this.workingSet.shift();
           }
         }
-        await sleep(1000);
+        // Dense enough to see a bursty guest's quiet phases; each sample costs QEMU microseconds.
+        await sleep(250);
       }
     } catch {
       // An older QEMU without millisecond windows, or the migration ended: no samples, no harm.
@@ -453,7 +518,7 @@ export class MigrationSession {
       postcopyPermitted: this.postcopyEnabled,
       progressWatermark: this.watermark,
       regions: this.regions,
-      workingSetSamples: this.workingSet.size ? [...this.workingSet.values()] : undefined,
+      workingSetSamples: this.workingSet.length ? [...this.workingSet] : undefined,
       actions: this.applied,
     };
   }
@@ -466,7 +531,7 @@ export class MigrationSession {
 
   /** Applies one action to QEMU. One-shot actions are applied once; `safety` ones are logged here. */
   private async apply(action: Action, state: ControllerState, safety: boolean): Promise<void> {
-    const { source: src } = this.opts;
+    const src = this.src;
     if (safety) this.log(state, action);
     // postcopy/pause/abort happen once; a switchover may be raised again (to a higher limit).
     const once = action.kind === 'postcopy' || action.kind === 'pause' || action.kind === 'abort';
@@ -538,7 +603,8 @@ export class MigrationSession {
 
   /** After the end: exactly one guest runs. */
   private async restore(outcome: Outcome): Promise<void> {
-    const { source: src, destination: dst } = this.opts;
+    const { src } = this;
+    const { destination: dst } = this.opts;
     if (outcome === 'completed') {
       if (this.opts.resumeDestination ?? true) {
         const s = await dst.execute<{ status: string }>('query-status').catch(() => undefined);
@@ -548,9 +614,15 @@ export class MigrationSession {
     }
     // Cancelled or failed: the source must run again (QEMU restarts it unless we paused it),
     // unless the user had it paused before we started.
+    // After post-copy began, the source's memory is stale: running it would fork the guest.
+    if (this.postcopyStarted()) return;
     const s = await src.execute<{ status: string }>('query-status').catch(() => undefined);
     if (this.sourceWasRunning && s && s.status !== 'running')
       await src.execute('cont').catch(() => undefined);
+  }
+
+  private postcopyStarted(): boolean {
+    return this.destinationStarted || this.statusChangedAt.some((x) => x.status.startsWith('postcopy'));
   }
 
   private actionLatency(): number | undefined {

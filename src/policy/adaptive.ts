@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { qemuWillConverge } from './frs.js';
-import { workingSetOf } from './working-set.js';
+import { quietPhases, workingSetOf } from './working-set.js';
 import {
   CONTINUE,
   MAX_DOWNTIME_LIMIT_MS,
   drainedPasses,
   endedOnResync,
+  hasActed,
   type Action,
   type ControllerState,
   type Policy,
@@ -24,6 +25,17 @@ export const AdaptiveConfigSchema = z
     refuteEpsilon: z.coerce.number().min(0).max(1).default(0.05),
     /** Fixed cost of a switchover (device state, sync), ms. */
     switchCostMs: z.coerce.number().min(0).default(40),
+    /**
+     * Post-copy (only with --allow-postcopy): the guest stalls until the pages it touches within
+     * this window have crossed the link; its felt downtime is predicted from W(window).
+     */
+    postcopyTouchMs: z.coerce.number().min(0).default(125),
+    /** Dirty-rate history a decision during the bulk pass needs, ms: a bursty guest must show itself. */
+    observeMs: z.coerce.number().min(0).default(1500),
+    /** A calc-dirty-rate sample under this share of the busiest marks a quiet phase. */
+    quietShare: z.coerce.number().min(0).max(1).default(0.2),
+    /** Longest it waits for a quiet phase before judging the guest as if it had none, s. */
+    quietWaitS: z.coerce.number().min(0).default(30),
   })
   .strict();
 export type AdaptiveConfig = z.infer<typeof AdaptiveConfigSchema>;
@@ -31,6 +43,8 @@ export type AdaptiveConfig = z.infer<typeof AdaptiveConfigSchema>;
 export interface Option {
   /** 0 = switch over now, k = after k more passes. */
   morePasses: number;
+  /** Post-copy now rather than stop-and-copy. */
+  postcopy?: boolean;
   downtimeMs: number;
   totalMs: number;
   bytes: number;
@@ -55,6 +69,29 @@ export function predictOptions(state: ControllerState, cfg: AdaptiveConfig): Opt
   return options;
 }
 
+/**
+ * Post-copy now: the rest of RAM crosses the link once (no more passes), and the guest, running on
+ * the destination, stalls until what it touches within `postcopyTouchMs` has arrived. A coarse
+ * model — fault latency and the background stream's order are ignored — reported with its error.
+ */
+export function predictPostcopy(state: ControllerState, cfg: AdaptiveConfig): Option {
+  const B = Math.max(1, state.bandwidthBps);
+  const stalled = Math.min(state.remainingBytes, workingSetOf(state)(cfg.postcopyTouchMs / 1000));
+  return {
+    morePasses: 0,
+    postcopy: true,
+    downtimeMs: cfg.switchCostMs + (stalled / B) * 1000,
+    totalMs: state.elapsedMs + cfg.switchCostMs + (state.remainingBytes / B) * 1000,
+    bytes: state.transferredBytes + state.remainingBytes,
+  };
+}
+
+/** Pre-copy cannot meet the budget: a pass lasts ≥ L before the last one, so it leaves ≥ W(L) dirty. */
+function precopyCannotMeetBudget(state: ControllerState): boolean {
+  const L = state.downtimeBudgetMs / 1000;
+  return workingSetOf(state)(L) > state.bandwidthBps * L;
+}
+
 function score(o: Option, now: Option, cfg: AdaptiveConfig): number {
   switch (cfg.objective) {
     case 'downtime':
@@ -75,20 +112,48 @@ function score(o: Option, now: Option, cfg: AdaptiveConfig): number {
  * to a finite value from its prediction (× limitMargin), so QEMU itself picks the moment within the
  * pass when its exact dirty count fits; if QEMU still iterates at the next pass end, it raises the
  * limit to QEMU's maximum. Never acts while QEMU can converge by itself.
+ *
+ * A guest whose dirty rate drops at times (calc-dirty-rate samples under `quietShare` of the
+ * busiest) is left to converge by itself in a quiet phase, up to `quietWaitS`. With
+ * `--allow-postcopy`, when no pre-copy option meets the budget it compares "post-copy now" too —
+ * during the bulk pass already, once `observeMs` of samples show a steady guest whose working set
+ * cannot fit the budget: every page then crosses once. **If the destination or the link is lost
+ * during post-copy, the guest is lost**; without the flag it never post-copies.
  */
 export const adaptive: Policy<AdaptiveConfig> = {
   name: 'adaptive',
   summary:
-    'predict downtime/total/bytes of switching now vs k more passes from the working-set curve; take the best',
+    'predict downtime/total/bytes of switching now, k more passes, waiting for a quiet phase or (if permitted) post-copy; take the best',
   configSchema: AdaptiveConfigSchema,
   setup: (_cfg, ctx) => ({
     downtimeLimitMs: ctx.downtimeBudgetMs,
-    postcopy: false,
+    postcopy: ctx.postcopyPermitted,
     autoConverge: false,
     wantsRegions: true,
     workingSetWindowsMs: [125, 500],
   }),
   decide(state, cfg): Action {
+    if (hasActed(state, 'postcopy')) return CONTINUE;
+    const fmt = (o: Option) =>
+      `${o.postcopy ? 'post-copy' : `+${o.morePasses} passes`}: downtime ${o.downtimeMs.toFixed(0)} ms, total ${(o.totalMs / 1000).toFixed(1)} s, ${(o.bytes / 2 ** 20).toFixed(0)} MiB`;
+    const toPostcopy = (o: Option, why: string): Action => ({
+      kind: 'postcopy',
+      reason: `adaptive: ${why} → post-copy now (${fmt(o)})`,
+      prediction: { downtimeMs: o.downtimeMs, totalMs: o.totalMs, bytes: o.bytes },
+    });
+    const quiet = quietPhases(state, cfg.quietShare);
+    // During the bulk pass: once the guest has been watched long enough to show it has no quiet
+    // phases, and its working set cannot fit the budget, post-copy at once sends every page once.
+    if (
+      state.postcopyPermitted &&
+      state.passes.length === 0 &&
+      !quiet &&
+      (state.workingSetSamples?.length ?? 0) >= 2 &&
+      state.workingSetSamples![0]!.atMs <= state.elapsedMs - cfg.observeMs &&
+      precopyCannotMeetBudget(state)
+    ) {
+      return toPostcopy(predictPostcopy(state, cfg), 'the working set cannot fit the budget');
+    }
     if (!state.atPassEnd || state.passes.length === 0) return CONTINUE;
     const switched = state.actions.find((a) => a.kind === 'switchover');
     if (switched) {
@@ -111,11 +176,26 @@ export const adaptive: Policy<AdaptiveConfig> = {
       return { kind: 'continue', reason: 'adaptive: one pass is not a working-set curve yet' };
     }
     if (endedOnResync(state)) return { kind: 'continue', reason: 'adaptive: a quick re-sync, not a pass' };
+    // A guest with quiet phases: keep the budget and let QEMU converge by itself in one.
+    // It leaves the last fifth of the deadline for the switchover.
+    if (
+      quiet &&
+      state.elapsedMs < quiet.firstQuietAtMs + cfg.quietWaitS * 1000 &&
+      state.elapsedMs < 0.8 * state.deadlineMs
+    ) {
+      return {
+        kind: 'continue',
+        reason: `adaptive: the dirty rate drops under ${Math.round(cfg.quietShare * 100)}% of ${(quiet.busyBps / 2 ** 20).toFixed(0)} MiB/s at times → wait for a quiet phase`,
+      };
+    }
     // The model is only worth following while the guest bears it out: once a pass no longer shrinks
     // the dirty set, more passes cannot pay, whatever the curve says (measured: a sequential writer
     // kept it predicting gains until the deadline).
     const [before, last] = drained.slice(-2);
     if (before && last && last.dirtyAtEndBytes >= (1 - cfg.refuteEpsilon) * before.dirtyAtEndBytes) {
+      const pc = predictPostcopy(state, cfg);
+      if (state.postcopyPermitted && precopyCannotMeetBudget(state))
+        return toPostcopy(pc, 'the last pass did not shrink the dirty set');
       return {
         kind: 'switchover',
         reason: `adaptive: the last pass did not shrink the dirty set (${(last.dirtyAtEndBytes / 2 ** 20).toFixed(1)} ≥ ${(1 - cfg.refuteEpsilon).toFixed(2)} × ${(before.dirtyAtEndBytes / 2 ** 20).toFixed(1)} MiB) → switch now`,
@@ -130,8 +210,13 @@ export const adaptive: Policy<AdaptiveConfig> = {
     // Waiting must pay for every pass it costs: small per-pass gains are within the model's noise.
     if (cfg.objective === 'downtime' && now.downtimeMs - best.downtimeMs < cfg.minGainMs * best.morePasses)
       best = now;
-    const fmt = (o: Option) =>
-      `+${o.morePasses} passes: downtime ${o.downtimeMs.toFixed(0)} ms, total ${(o.totalMs / 1000).toFixed(1)} s, ${(o.bytes / 2 ** 20).toFixed(0)} MiB`;
+    // Post-copy competes only when no pre-copy option meets the budget: it risks the guest if the
+    // destination or the link fails before it ends.
+    if (state.postcopyPermitted && best.downtimeMs > state.downtimeBudgetMs) {
+      const pc = predictPostcopy(state, cfg);
+      if (score(pc, now, cfg) < score(best, now, cfg))
+        return toPostcopy(pc, `no pre-copy option meets the budget (best ${fmt(best)})`);
+    }
     if (best.morePasses > 0)
       return { kind: 'continue', reason: `adaptive: best is ${fmt(best)} (now: ${fmt(now)})` };
     const limit = Math.max(state.downtimeLimitMs + 1, Math.round(now.downtimeMs * cfg.limitMargin));

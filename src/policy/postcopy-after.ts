@@ -3,8 +3,8 @@ import { CONTINUE, hasActed, type Policy } from './types.js';
 
 export const PostcopyAfterConfigSchema = z
   .object({
-    /** Switch to post-copy when pass `pass` ends (1 = right after the bulk copy). */
-    pass: z.coerce.number().int().min(1).default(1),
+    /** Switch to post-copy when pass `pass` ends (1 = right after the bulk copy; 0 = at once). */
+    pass: z.coerce.number().int().min(0).default(1),
   })
   .strict();
 

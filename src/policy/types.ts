@@ -25,6 +25,9 @@ export const PassRecordSchema = z.object({
 });
 export type PassRecord = z.infer<typeof PassRecordSchema>;
 
+/** What a policy expects of its action (adaptive): compared with what happened, after the run. */
+const PredictionSchema = z.object({ downtimeMs: z.number(), totalMs: z.number(), bytes: z.number() });
+
 export const ActionSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('continue'), reason: z.string() }),
   z.object({
@@ -37,10 +40,9 @@ export const ActionSchema = z.discriminatedUnion('kind', [
     kind: z.literal('switchover'),
     downtimeLimitMs: z.number().positive().optional(),
     reason: z.string(),
-    /** What the policy expects (adaptive): compared with what happened, after the run. */
-    prediction: z.object({ downtimeMs: z.number(), totalMs: z.number(), bytes: z.number() }).optional(),
+    prediction: PredictionSchema.optional(),
   }),
-  z.object({ kind: z.literal('postcopy'), reason: z.string() }),
+  z.object({ kind: z.literal('postcopy'), reason: z.string(), prediction: PredictionSchema.optional() }),
   z.object({ kind: z.literal('pause'), reason: z.string() }),
   z.object({ kind: z.literal('abort'), reason: z.string() }),
 ]);
@@ -78,7 +80,8 @@ export interface ControllerState {
   regions?: RegionHistory;
   /**
    * Points of the guest's working-set curve W(τ) measured by QEMU's `calc-dirty-rate`
-   * (page-sampling over τ seconds → bytes dirtied within τ), newest per τ.
+   * (page-sampling over τ seconds → bytes dirtied within τ), oldest first: over time they also
+   * show whether the guest's dirty rate changes (bursts and quiet phases).
    */
   workingSetSamples?: { seconds: number; bytes: number; atMs: number }[];
   /** Actions already applied, oldest first. */

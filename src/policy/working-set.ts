@@ -38,8 +38,32 @@ export function workingSetPoint(p: PassRecord): { seconds: number; bytes: number
  * underestimate a guest that saturates its working set fast.
  */
 export function workingSetOf(state: ControllerState): (seconds: number) => number {
-  return workingSetCurve([
-    ...drainedPasses(state.passes).map(workingSetPoint),
-    ...(state.workingSetSamples ?? []),
-  ]);
+  return workingSetCurve([...drainedPasses(state.passes).map(workingSetPoint), ...latestSamples(state)]);
+}
+
+/** The newest calc-dirty-rate sample of each window length. */
+export function latestSamples(state: ControllerState): { seconds: number; bytes: number }[] {
+  const byWindow = new Map<number, { seconds: number; bytes: number }>();
+  for (const s of state.workingSetSamples ?? []) byWindow.set(s.seconds, s);
+  return [...byWindow.values()];
+}
+
+/**
+ * Whether the guest alternates between busy and quiet phases: within the samples of the last
+ * `spanMs`, the slowest dirty rate is under `quietShare` of the fastest. Returns the busiest rate
+ * and when the first quiet sample of the whole migration was taken.
+ */
+export function quietPhases(
+  state: ControllerState,
+  quietShare: number,
+  spanMs = 10_000,
+): { busyBps: number; firstQuietAtMs: number } | undefined {
+  const all = state.workingSetSamples ?? [];
+  const recent = all.filter((s) => s.atMs >= state.elapsedMs - spanMs);
+  if (recent.length < 3) return undefined;
+  const rate = (s: { seconds: number; bytes: number }) => s.bytes / s.seconds;
+  const busyBps = Math.max(...recent.map(rate));
+  const isQuiet = (s: { seconds: number; bytes: number }) => rate(s) <= quietShare * busyBps;
+  if (busyBps <= 0 || !recent.some(isQuiet) || recent.every(isQuiet)) return undefined;
+  return { busyBps, firstQuietAtMs: all.find(isQuiet)!.atMs };
 }

@@ -18,6 +18,10 @@ export interface PageClass {
   /** phase: the window moves every periodS; pages = the window, `of` = the region it moves through. */
   periodS?: number;
   regionPages?: number;
+  /** burst: writes only during the first onS of every onS + offS. */
+  duty?: { onS: number; offS: number };
+  /** A recorded trace: the write rate's share over time (step function, replayed in a loop). */
+  schedule?: { atS: number; share: number }[];
 }
 
 /** The host and guest facts a simulated workload needs; defaults measured on this project's TCG lab. */
@@ -78,15 +82,44 @@ export function workloadClasses(w: WorkloadSpec, facts: GuestFacts = TCG_GUEST):
           regionPages: mib(w.mib),
         },
       ];
+    case 'burst':
+      return [
+        statics,
+        kernel,
+        {
+          name: 'burst',
+          pages: mib(w.mib),
+          rate: facts.maxWriteRate,
+          duty: { onS: w.onMs / 1000, offS: w.offMs / 1000 },
+        },
+      ];
   }
+}
+
+/** Share of [t, t + dt] (seconds) during which the class writes: 1 unless it bursts. */
+export function activeShare(c: PageClass, t: number, dt: number): number {
+  if (c.schedule?.length) return scheduledShare(c.schedule, t + dt / 2);
+  if (!c.duty || dt <= 0) return 1;
+  const cycle = c.duty.onS + c.duty.offS;
+  const onBefore = (x: number) => Math.floor(x / cycle) * c.duty!.onS + Math.min(x % cycle, c.duty!.onS);
+  return (onBefore(t + dt) - onBefore(t)) / dt;
+}
+
+function scheduledShare(schedule: { atS: number; share: number }[], t: number): number {
+  const span =
+    schedule.at(-1)!.atS + (schedule.length > 1 ? schedule.at(-1)!.atS / (schedule.length - 1) : 1);
+  const x = span > 0 ? t % span : t;
+  let share = schedule[0]!.share;
+  for (const e of schedule) if (e.atS <= x) share = e.share;
+  return share;
 }
 
 /**
  * Distinct pages of a class newly dirtied in dt seconds, given `dirty` of them already in the log.
  * Mean-field: every page of the class is equally likely to be written.
  */
-export function newlyDirtied(c: PageClass, dirty: number, dt: number, throttle: number): number {
-  const writes = c.rate * (1 - throttle) * dt;
+export function newlyDirtied(c: PageClass, dirty: number, dt: number, throttle: number, t = 0): number {
+  const writes = c.rate * (1 - throttle) * dt * activeShare(c, t, dt);
   if (writes <= 0 || c.pages <= 0) return 0;
   const clean = Math.max(0, c.pages - dirty);
   const p = c.sequential ? Math.min(1, writes / c.pages) : 1 - Math.exp(-writes / c.pages);

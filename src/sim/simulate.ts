@@ -11,6 +11,8 @@ const PAGE = 4096;
 /** Bytes on the wire: a full page record, and a zero page record (header + fill byte). */
 const FULL_PAGE_BYTES = PAGE + 8;
 const ZERO_PAGE_BYTES = 9;
+/** After a post-copy switch the guest faults on what it touches; the pages of this window must cross first. */
+const POSTCOPY_TOUCH_MS = 125;
 
 export interface SimOptions {
   ramBytes: number;
@@ -28,6 +30,12 @@ export interface SimOptions {
   checkMs?: number;
   /** Controller poll interval, ms (default 50, as the live controller). */
   pollMs?: number;
+  /**
+   * Guest RAM QEMU's migration thread can examine per second (every page is checked for zeros
+   * before it is sent): what bounds the bulk pass of a large, mostly empty VM. Default 20 GB/s, an
+   * assumption (memory bandwidth of one core), not measured here: under TCG the link bounds it.
+   */
+  scanBytesPerS?: number;
   /** Fixed cost of the stop-and-copy besides sending pages: device state, last sync (ms). */
   switchCostMs?: number;
 }
@@ -71,6 +79,7 @@ export function simulate(o: SimOptions): SimResult {
   const pollMs = o.pollMs ?? 50;
   const switchCostMs = o.switchCostMs ?? 40;
   const B = o.linkBps;
+  const scanPagesPerStep = ((o.scanBytesPerS ?? 20e9) * stepMs) / 1000 / PAGE;
   const ramPages = o.ramBytes / PAGE;
   const classes: ClassState[] = o.classes.map((c) => ({ c, toSend: c.initialPages ?? c.pages, log: 0 }));
   let zeroToSend = Math.max(0, ramPages - classes.reduce((s, k) => s + (k.c.regionPages ?? k.toSend), 0));
@@ -94,6 +103,13 @@ export function simulate(o: SimOptions): SimResult {
   let paused = false;
   let pausedAt = 0;
   let atPassEnd = false;
+  // calc-dirty-rate as the live session runs it: the windows in turn, then a 250 ms pause.
+  const windowsMs = setup.workingSetWindowsMs ?? [];
+  const samples: NonNullable<ControllerState['workingSetSamples']> = [];
+  let nextSample = { at: windowsMs[0] ?? Infinity, i: 0 };
+  /** Distinct bytes the guest dirties within a window of `ms` ending at `end`. */
+  const dirtiedWithin = (end: number, ms: number) =>
+    classes.reduce((sum, k) => sum + newlyDirtied(k.c, 0, ms / 1000, throttle, (end - ms) / 1000), 0) * PAGE;
 
   const pending = () => classes.reduce((s, k) => s + k.toSend, 0) + zeroToSend;
   const finish = (
@@ -172,7 +188,7 @@ export function simulate(o: SimOptions): SimResult {
     if (total > 0) {
       const fullShare = full / total;
       const bytesPerPage = fullShare * FULL_PAGE_BYTES + (1 - fullShare) * ZERO_PAGE_BYTES;
-      const pagesSent = Math.min(total, budget / bytesPerPage);
+      const pagesSent = Math.min(total, budget / bytesPerPage, scanPagesPerStep);
       budget -= pagesSent * bytesPerPage;
       transferred += pagesSent * bytesPerPage;
       const fullSent = pagesSent * fullShare;
@@ -184,7 +200,7 @@ export function simulate(o: SimOptions): SimResult {
     // The guest dirties pages (not while paused).
     if (!paused) {
       for (const k of classes) {
-        k.log = Math.min(k.c.pages, k.log + newlyDirtied(k.c, k.log, stepMs / 1000, throttle));
+        k.log = Math.min(k.c.pages, k.log + newlyDirtied(k.c, k.log, stepMs / 1000, throttle, t / 1000));
         if (
           k.c.periodS &&
           Math.floor(t / 1000 / k.c.periodS) !== Math.floor((t + stepMs) / 1000 / k.c.periodS)
@@ -204,6 +220,17 @@ export function simulate(o: SimOptions): SimResult {
         if (pending() < thresholdPages)
           return stopAndCopy(paused ? 'completed after pause' : 'QEMU completed the migration');
       }
+    }
+
+    while (t >= nextSample.at && !paused) {
+      const ms = windowsMs[nextSample.i]!;
+      samples.push({
+        seconds: ms / 1000,
+        bytes: Math.min(o.ramBytes, dirtiedWithin(nextSample.at, ms)),
+        atMs: t,
+      });
+      const i = (nextSample.i + 1) % windowsMs.length;
+      nextSample = { at: nextSample.at + (i === 0 ? 250 : 0) + windowsMs[i]!, i };
     }
 
     // The controller polls.
@@ -233,6 +260,7 @@ export function simulate(o: SimOptions): SimResult {
         downtimeLimitMs: limitMs,
         postcopyPermitted: setup.postcopy,
         progressWatermark: watermark,
+        workingSetSamples: samples.length ? [...samples] : undefined,
         actions,
       };
       atPassEnd = false;
@@ -263,8 +291,11 @@ export function simulate(o: SimOptions): SimResult {
             classes.reduce((s, k) => s + k.toSend + k.log, 0) * FULL_PAGE_BYTES +
             zeroToSend * ZERO_PAGE_BYTES;
           transferred += rest;
+          // The guest stalls until what it touches within its first moments there has crossed.
+          const stalledMs =
+            (Math.min(rest, dirtiedWithin(t + POSTCOPY_TOUCH_MS, POSTCOPY_TOUCH_MS)) / B) * 1000;
           t += (rest / B) * 1000 + switchCostMs;
-          return finish('completed', 'post-copy', switchCostMs, true);
+          return finish('completed', 'post-copy', switchCostMs + stalledMs, true);
         }
         case 'abort':
           return finish('cancelled', action.reason, 0);

@@ -67,6 +67,14 @@ describe('kvmigrate bench --quick, end to end', () => {
     rmSync(path.join(out, 'report.md'));
     expect(kvmigrate(['report', out]).code).toBe(0);
     expect(existsSync(path.join(out, 'report.md'))).toBe(true);
+
+    // The simulator against these real runs: the same policies on the same RAM, link and budget.
+    const v = kvmigrate(['sim', '--validate', out]);
+    expect(v.code, v.stderr).toBe(0);
+    process.stdout.write(`\nsimulator vs this real --quick run:\n${v.stdout}\n`);
+    const rows = v.stdout.split('\n').filter((l) => /^\| (random:200|idle) \|/.test(l));
+    expect(rows.length).toBeGreaterThanOrEqual(4);
+    expect(v.stdout).toMatch(/median \|error\|: total [+−]\d+%/);
   });
 
   it('names what is wrong: a malformed results.json, an unknown workload or policy', () => {

@@ -1,5 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { findLeftovers } from '../../src/lab/clean.js';
 
@@ -60,6 +63,48 @@ describe('bad input gets one clear line and a non-zero exit', () => {
       /bad option for policy switch-at-pass: pass: /,
     );
     expectOneLineError(kvmigrate(['lab', 'migrate', '--ram', '-5']), /--ram must be a whole number above 0/);
+  });
+
+  it('absurd parameters: downtime 0, a negative deadline, a 0-bit link, a bad objective', () => {
+    expectOneLineError(
+      kvmigrate(['lab', 'migrate', '--downtime-budget', '0']),
+      /--downtime-budget must be a number above 0/,
+    );
+    expectOneLineError(
+      kvmigrate(['lab', 'migrate', '--deadline', '-5']),
+      /--deadline must be a number above 0/,
+    );
+    expectOneLineError(
+      kvmigrate(['lab', 'migrate', '--link', '0mbit']),
+      /bad link '0mbit': the rate must be above 0/,
+    );
+    expectOneLineError(kvmigrate(['sim', '--link', '0mbit']), /the rate must be above 0/);
+    expectOneLineError(
+      kvmigrate(['lab', 'migrate', '--objective', 'total']),
+      /--objective applies to --policy adaptive/,
+    );
+    expectOneLineError(
+      kvmigrate(['lab', 'migrate', '--policy', 'adaptive', '--policy-opt', 'horizon=abc']),
+      /bad option for policy adaptive: horizon/,
+    );
+  });
+
+  it('a malformed trace names the file and line; a missing one says so', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kvm-trace-cli-'));
+    try {
+      const f = path.join(dir, 't.jsonl');
+      writeFileSync(
+        f,
+        '{"format":"kvmigrate-trace","version":1,"ramBytes":1,"recordedAt":"x"}\n{"type":"sample","atMs":1,"windowMs":125,"dirtyBytes":-4}\n',
+      );
+      expectOneLineError(kvmigrate(['sim', '--trace', f]), /t\.jsonl:2: dirtyBytes/);
+      expectOneLineError(
+        kvmigrate(['sim', '--trace', path.join(dir, 'none.jsonl')]),
+        /cannot read trace .*ENOENT/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a workload larger than the guest', () => {

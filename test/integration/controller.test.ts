@@ -261,6 +261,29 @@ describe('bad input to kvmigrate migrate: one clear line, non-zero exit, both gu
     });
   });
 
+  it('a destination that already runs a guest: refused, both guests untouched', async () => {
+    await withLab(idle, async (a) => {
+      await withLab(idle, async (b) => {
+        a.source.releaseQmp();
+        b.source.releaseQmp();
+        const r = runController([
+          '--src', a.source.spec.qmpSocket, '--dst', b.source.spec.qmpSocket,
+          '--uri', b.migrateUri,
+        ]); // prettier-ignore
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toBe(
+          "kvmigrate: the destination is not waiting for a migration (its status is 'running'): start it with -incoming defer or -incoming tcp:HOST:PORT",
+        );
+        await a.source.reconnectQmp();
+        await b.source.reconnectQmp();
+        for (const lab of [a, b]) {
+          expect((await lab.source.qmp.execute<{ status: string }>('query-status')).status).toBe('running');
+          expect((await lab.sourceConsole.integrityCheck()).ok).toBe(true);
+        }
+      });
+    });
+  });
+
   it('source and destination with different RAM sizes', async () => {
     await withLab(idle, async (small) => {
       await withLab({ ...idle, ramMiB: 384 }, async (big) => {

@@ -110,6 +110,15 @@ describe('QmpClient against a scripted server', () => {
     await expect(qmp.execute('query-status')).rejects.toBeInstanceOf(QmpConnectionError);
   });
 
+  it('garbage on the socket after the greeting fails the connection with a clear error', async () => {
+    const sock = await fakeServer((_msg, s) => s.write('\u0000\u0001 {{{ not json at all\r\n'));
+    const qmp = await QmpClient.connect(sock);
+    const err = await qmp.execute('query-status').catch((e: Error) => e);
+    expect(err).toBeInstanceOf(QmpConnectionError);
+    expect((err as Error).message).toMatch(/sent something that is not JSON/);
+    expect(qmp.isClosed).toBe(true);
+  });
+
   it('times out a command that gets no reply, and keeps working afterwards', async () => {
     const sock = await fakeServer((msg, s) => {
       if (msg.execute === 'slow') return;

@@ -219,6 +219,72 @@ describe('adaptive', () => {
     expect(a).toMatchObject({ kind: 'switchover', reason: expect.stringMatching(/did not shrink/) });
   });
 
+  it('with post-copy permitted, post-copies during the bulk pass once a steady guest shows a working set too big for the budget', () => {
+    const { policy, config } = resolvePolicy('adaptive');
+    const busy = [0.15, 0.7, 1.1, 1.7].map((t, i) => ({
+      seconds: i % 2 ? 0.5 : 0.125,
+      bytes: 200 * MiB,
+      atMs: t * 1000,
+    }));
+    const bulk = (elapsedMs: number, extra: Partial<ControllerState> = {}): ControllerState => ({
+      ...history([1], [0]),
+      passes: [],
+      currentPass: 1,
+      atPassEnd: false,
+      elapsedMs,
+      remainingBytes: 300 * MiB,
+      transferredBytes: 200 * MiB,
+      workingSetSamples: busy.filter((s) => s.atMs <= elapsedMs),
+      ...extra,
+    });
+    // Not permitted: never.
+    expect(policy.decide(bulk(1800), config).kind).toBe('continue');
+    // Permitted, but watched for less than observeMs: not yet.
+    expect(policy.decide(bulk(1200, { postcopyPermitted: true }), config).kind).toBe('continue');
+    const a = policy.decide(bulk(1800, { postcopyPermitted: true }), config);
+    expect(a).toMatchObject({ kind: 'postcopy', reason: expect.stringMatching(/cannot fit the budget/) });
+    if (a.kind !== 'postcopy') return;
+    // The rest of RAM once, and a stall until the 125 ms working set has crossed.
+    expect(a.prediction!.bytes).toBe(500 * MiB);
+    expect(a.prediction!.downtimeMs).toBeCloseTo(40 + (200 / 119) * 1000, -1);
+    // A guest whose working set fits the budget is left to QEMU.
+    const light = busy.map((s) => ({ ...s, bytes: 2 * MiB }));
+    expect(
+      policy.decide(bulk(1800, { postcopyPermitted: true, workingSetSamples: light }), config).kind,
+    ).toBe('continue');
+  });
+  it('post-copies rather than stop-and-copy when no pre-copy option meets the budget, only if permitted', () => {
+    const { policy, config } = resolvePolicy('adaptive');
+    const samples = [{ seconds: 0.125, bytes: 30 * MiB, atMs: 100 }];
+    const s = history([2.3, 2.1, 2.1], [256, 250, 252], { workingSetSamples: samples });
+    expect(policy.decide(s, config).kind).toBe('switchover');
+    expect(policy.decide({ ...s, postcopyPermitted: true }, config)).toMatchObject({
+      kind: 'postcopy',
+      reason: expect.stringMatching(/did not shrink/),
+    });
+    expect(policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: true }).postcopy).toBe(true);
+    expect(policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: false }).postcopy).toBe(false);
+  });
+  it('waits for a quiet phase when the dirty rate drops at times (bursts), within quietWaitS and the deadline', () => {
+    const { policy, config } = resolvePolicy('adaptive');
+    const rates = [200, 200, 2, 200, 200, 2]; // MiB per 125 ms window
+    const samples = rates.map((m, i) => ({ seconds: 0.125, bytes: m * MiB, atMs: 500 + i * 600 }));
+    const s = history([2.3, 1.5, 1.5], [209, 199, 199], { workingSetSamples: samples });
+    expect(policy.decide(s, config)).toMatchObject({
+      kind: 'continue',
+      reason: expect.stringMatching(/quiet phase/),
+    });
+    // Past the wait (the first quiet sample 31 s ago), it judges the guest as if it had no quiet phases.
+    const later = (ms: number) => samples.map((x) => ({ ...x, atMs: x.atMs + ms }));
+    const late = { ...s, elapsedMs: 33_000, workingSetSamples: [...samples, ...later(25_000)] };
+    expect(policy.decide(late, config).kind).toBe('switchover');
+    // Near the deadline too.
+    expect(policy.decide({ ...s, deadlineMs: 2000 }, config).kind).toBe('switchover');
+    // A steady guest (no quiet samples) does not wait.
+    const steady = samples.map((x) => ({ ...x, bytes: 200 * MiB }));
+    expect(policy.decide({ ...s, workingSetSamples: steady }, config).kind).toBe('switchover');
+  });
+
   it('respects the deadline: no waiting past it', () => {
     const { policy, config } = resolvePolicy('adaptive');
     expect(policy.decide(history([4.4, 1.3], [158, 78], { deadlineMs: 5800 }), config).kind).toBe(

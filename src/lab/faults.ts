@@ -1,0 +1,340 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Decision, Progress, SessionOptions } from '../migration/session.js';
+import { recoverMigration } from '../migration/recover.js';
+import { resolvePolicy } from '../policy/index.js';
+import { QmpClient } from '../qmp/index.js';
+import { findLeftovers } from './clean.js';
+import { Lab, migrateLab, type LabOptions } from './lab.js';
+import { parseLink } from './link.js';
+import { parseWorkload } from './workload.js';
+
+/** Where the guest is expected to run after the fault: `either` when both ends are correct outcomes. */
+export type Expected = 'source' | 'destination' | 'either' | 'lost';
+
+export interface FaultRow {
+  case: string;
+  policy: string;
+  expected: Expected;
+  outcome: string;
+  /** Which side runs the guest afterwards (beating), `none`, or `both` (the worst). */
+  runsOn: 'source' | 'destination' | 'none' | 'both';
+  integrity: 'ok' | 'FAIL' | '-';
+  guestDowntimeMs: number | undefined;
+  leaks: string[];
+  reason: string;
+  ok: boolean;
+}
+
+interface FaultCase {
+  name: string;
+  policy: string;
+  expected: Expected;
+  run: (lab: Lab) => Promise<{ outcome: string; reason: string; guestDowntimeMs?: number }>;
+}
+
+const memoryIntensive: LabOptions = {
+  workload: parseWorkload('random:200'),
+  ramMiB: 512,
+  link: parseLink('1gbit'),
+};
+
+const once = <T>(when: (x: T) => boolean, act: () => unknown) => {
+  let done = false;
+  return (x: T) => {
+    if (done || !when(x)) return;
+    done = true;
+    void act();
+  };
+};
+
+/** A lab migration under `policy` with a fault injected by the session hooks `hooks(lab)`. */
+function inProcess(
+  name: string,
+  policy: string,
+  expected: Expected,
+  hooks: (lab: Lab, abort: AbortController) => Partial<SessionOptions>,
+  policyOpts: Record<string, unknown> = {},
+): FaultCase {
+  return {
+    name,
+    policy: Object.keys(policyOpts).length ? `${policy}(${Object.values(policyOpts).join(',')})` : policy,
+    expected,
+    run: async (lab) => {
+      const abort = new AbortController();
+      const r = await migrateLab(lab, {
+        policy: resolvePolicy(policy, policyOpts),
+        downtimeBudgetMs: 300,
+        deadlineMs: 40_000,
+        postcopyPermitted: policy === 'postcopy-after',
+        signal: abort.signal,
+        ...hooks(lab, abort),
+      });
+      return { outcome: r.migration.outcome, reason: r.migration.reason, guestDowntimeMs: r.guestDowntimeMs };
+    },
+  };
+}
+
+const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/kvmigrate.js');
+
+/**
+ * The controller as a separate process (`kvmigrate migrate` on the lab's QMP sockets), sent
+ * `signal` once its stderr matches `when` (+ delayMs); after SIGKILL, `kvmigrate recover`'s code.
+ */
+function controllerProcess(
+  name: string,
+  args: string[],
+  when: RegExp,
+  signal: NodeJS.Signals,
+  expected: Expected,
+  delayMs = 0,
+): FaultCase {
+  return {
+    name,
+    policy: args.join(' ').replace(/--policy(-opt)? /g, ''),
+    expected,
+    run: async (lab) => {
+      lab.source.releaseQmp();
+      lab.destination.releaseQmp();
+      const child = spawn(
+        process.execPath,
+        [
+          bin, 'migrate',
+          '--src', lab.source.spec.qmpSocket, '--dst', lab.destination.spec.qmpSocket,
+          '--uri', lab.migrateUri, '--incoming', lab.migrateUri, '--deadline', '40',
+          ...args,
+        ], // prettier-ignore
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      let fired = false;
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (!fired && when.test(stderr)) {
+          fired = true;
+          setTimeout(() => child.kill(signal), delayMs);
+        }
+      });
+      await exited;
+      let outcome = /SUCCESS|completed:/.test(stderr) ? 'completed' : 'cancelled';
+      let reason = stderr.trim().split('\n').at(-1) ?? '';
+      if (signal === 'SIGKILL') {
+        const connect = (s: string) => QmpClient.connect(s, { timeoutMs: 3000 }).catch(() => undefined);
+        const [src, dst] = await Promise.all([
+          connect(lab.source.spec.qmpSocket),
+          connect(lab.destination.spec.qmpSocket),
+        ]);
+        const report = await recoverMigration(src, dst);
+        src?.close();
+        dst?.close();
+        outcome = report.running === 'destination' ? 'completed' : 'cancelled';
+        reason = `recover: ${report.did}`;
+      }
+      await lab.source.reconnectQmp();
+      if (lab.destination.alive) await lab.destination.reconnectQmp().catch(() => undefined);
+      return { outcome, reason };
+    },
+  };
+}
+
+/** The matrix. Each case gets a fresh lab; `random:200` on 512 MiB over 1 Gbit never converges by itself. */
+export const FAULT_CASES: FaultCase[] = [
+  inProcess('destination killed in the bulk pass', 'stock', 'source', (lab) => ({
+    onProgress: once<Progress>(
+      (p) => p.pass === 1 && p.elapsedMs > 800,
+      () => lab.destination.kill('SIGKILL'),
+    ),
+  })),
+  inProcess('destination killed in a later pass', 'stock', 'source', (lab) => ({
+    onProgress: once<Progress>(
+      (p) => p.pass >= 3,
+      () => lab.destination.kill('SIGKILL'),
+    ),
+  })),
+  inProcess(
+    'destination killed during stop-and-copy',
+    'switch-at-pass',
+    'source',
+    (lab) => ({
+      // QEMU answers no QMP during stop-and-copy (big lock): time it from our decision instead.
+      onDecision: once<Decision>(
+        (d) => d.action.kind === 'switchover',
+        () => setTimeout(() => lab.destination.kill('SIGKILL'), 400),
+      ),
+    }),
+    { pass: 2 },
+  ),
+  inProcess(
+    'destination killed during post-copy',
+    'postcopy-after',
+    'lost',
+    (lab) => ({
+      onDecision: once<Decision>(
+        (d) => d.action.kind === 'postcopy',
+        () => setTimeout(() => lab.destination.kill('SIGKILL'), 300),
+      ),
+    }),
+    { pass: 1 },
+  ),
+  inProcess('link cut', 'stock', 'source', (lab) => ({
+    stallTimeoutMs: 5000,
+    onProgress: once<Progress>(
+      (p) => p.pass >= 2,
+      () => lab.link!.cut(),
+    ),
+  })),
+  inProcess('link cut, restored after 3 s', 'frs', 'either', (lab) => ({
+    onProgress: once<Progress>(
+      (p) => p.pass >= 2,
+      async () => {
+        await lab.link!.cut();
+        setTimeout(() => void lab.link!.restore(), 3000);
+      },
+    ),
+  })),
+  inProcess('link slowed 10× mid-migration', 'frs', 'either', (lab) => ({
+    onProgress: once<Progress>(
+      (p) => p.pass >= 2,
+      () => {
+        const link = parseLink(lab.info.link);
+        return lab.link!.shape({ ...link, rateMbit: (link.rateMbit ?? 1000) / 10 });
+      },
+    ),
+  })),
+  inProcess("the controller's QMP connection to the source dropped", 'frs', 'destination', (lab) => ({
+    onProgress: once<Progress>(
+      (p) => p.pass >= 2,
+      () => lab.source.qmp.close(),
+    ),
+  })),
+  inProcess('interrupted (SIGINT/SIGTERM path) in the bulk pass', 'frs', 'source', (_lab, abort) => ({
+    onProgress: once<Progress>(
+      (p) => p.pass === 1 && p.elapsedMs > 800,
+      () => abort.abort(),
+    ),
+  })),
+  inProcess(
+    'interrupted (SIGINT/SIGTERM path) after the switchover decision',
+    'switch-at-pass',
+    'either',
+    (_lab, abort) => ({
+      onDecision: once<Decision>(
+        (d) => d.action.kind === 'switchover',
+        () => abort.abort(),
+      ),
+    }),
+    { pass: 2 },
+  ),
+  controllerProcess(
+    'controller SIGINT in a later pass',
+    ['--policy', 'stock'],
+    /active pass 3:/,
+    'SIGINT',
+    'source',
+  ),
+  controllerProcess(
+    'controller SIGTERM in the bulk pass',
+    ['--policy', 'stock'],
+    /active pass 1:/,
+    'SIGTERM',
+    'source',
+    800,
+  ),
+  controllerProcess(
+    'controller SIGKILL in the bulk pass, then recover',
+    ['--policy', 'stock'],
+    /active pass 1:/,
+    'SIGKILL',
+    'source',
+    800,
+  ),
+  controllerProcess(
+    'controller SIGKILL in a later pass, then recover',
+    ['--policy', 'stock'],
+    /active pass 3:/,
+    'SIGKILL',
+    'source',
+  ),
+  controllerProcess(
+    'controller SIGKILL after the switchover decision, then recover',
+    ['--switch-at-pass', '2'],
+    /: switchover —/,
+    'SIGKILL',
+    'either',
+    100,
+  ),
+];
+
+/** Which side runs the guest: running per QMP and beating on its console. */
+async function whereRuns(lab: Lab): Promise<FaultRow['runsOn']> {
+  const running = async (side: 'source' | 'destination') => {
+    const vm = lab[side];
+    if (!vm.alive) return false;
+    const s = await vm.qmp.execute<{ status: string }>('query-status').catch(() => undefined);
+    if (s?.status !== 'running') return false;
+    const console = side === 'source' ? lab.sourceConsole : lab.destinationConsole;
+    const since = performance.now();
+    await new Promise((r) => setTimeout(r, 400));
+    return console.beatsAfter(since).length >= 3;
+  };
+  const [src, dst] = [await running('source'), await running('destination')];
+  return src && dst ? 'both' : src ? 'source' : dst ? 'destination' : 'none';
+}
+
+export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
+  const lab = await Lab.start(memoryIntensive);
+  const pids = [lab.source.pid, lab.destination.pid];
+  let row: Omit<FaultRow, 'leaks' | 'ok'>;
+  try {
+    const r = await c.run(lab);
+    if (lab.source.qmp.isClosed) await lab.source.reconnectQmp();
+    const runsOn = await whereRuns(lab);
+    const console = runsOn === 'source' ? lab.sourceConsole : lab.destinationConsole;
+    const integrity =
+      runsOn === 'source' || runsOn === 'destination'
+        ? (await console.integrityCheck()).ok
+          ? 'ok'
+          : 'FAIL'
+        : '-';
+    row = {
+      case: c.name,
+      policy: c.policy,
+      expected: c.expected,
+      outcome: r.outcome,
+      runsOn,
+      integrity,
+      guestDowntimeMs: r.guestDowntimeMs,
+      reason: r.reason,
+    };
+  } finally {
+    await lab.destroy();
+  }
+  const left = await findLeftovers();
+  const leaks = [
+    ...left.qemuPids.filter((p) => pids.includes(p)).map((p) => `qemu ${p}`),
+    ...left.netns.filter((n) => n.includes(lab.info.id)),
+    ...left.links.filter((l) => l.includes(lab.info.id)),
+    ...left.dirs.filter((d) => d.includes(lab.info.id)),
+  ];
+  const placed =
+    c.expected === 'lost'
+      ? row.runsOn === 'none' && /GUEST IS LOST/.test(row.reason)
+      : (c.expected === 'either'
+          ? row.runsOn === 'source' || row.runsOn === 'destination'
+          : row.runsOn === c.expected) && row.integrity === 'ok';
+  return { ...row, leaks, ok: placed && leaks.length === 0 };
+}
+
+export function faultTable(rows: FaultRow[]): string {
+  const lines = [
+    '| case | policy | outcome | guest runs on | integrity | guest downtime ms | leaks | |',
+    '|---|---|---|---|---|---:|---|---|',
+    ...rows.map(
+      (r) =>
+        `| ${r.case} | ${r.policy} | ${r.outcome} | ${r.runsOn}${r.expected === 'either' ? '' : ` (expected ${r.expected})`} | ${r.integrity} | ${r.guestDowntimeMs?.toFixed(0) ?? '–'} | ${r.leaks.join(', ') || 'none'} | ${r.ok ? 'ok' : 'FAIL'} |`,
+    ),
+  ];
+  return lines.join('\n');
+}

@@ -1,0 +1,281 @@
+import os from 'node:os';
+import { RELAXED_LADDER } from '../bench/run.js';
+import type { Results, RunRecord } from '../bench/results.js';
+import { quantile } from '../bench/stats.js';
+import { parseLink } from '../lab/link.js';
+import { parseWorkload } from '../lab/workload.js';
+import { POLICIES, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
+import { UsageError } from '../util/errors.js';
+import { workloadClasses, type PageClass } from './model.js';
+import { simulate, type SimResult } from './simulate.js';
+import { readTrace, traceClasses } from './trace.js';
+
+const MiB = 2 ** 20;
+
+/** A workload for the simulator: a guest-program spec (`random:200`) or `trace:FILE`. */
+export function simClasses(workload: string): PageClass[] {
+  if (workload.startsWith('trace:')) return traceClasses(readTrace(workload.slice('trace:'.length)));
+  return workloadClasses(parseWorkload(workload));
+}
+
+export function linkBps(link: string): { bps: number; rttMs: number } {
+  const l = parseLink(link);
+  if (l.rateMbit === undefined)
+    throw new UsageError(`the simulator needs a link rate, e.g. 10gbit, not '${link}'`);
+  return { bps: (l.rateMbit * 1e6) / 8, rttMs: l.delayMs ? 2 * l.delayMs : 0 };
+}
+
+export interface SweepOptions {
+  workloads: string[];
+  ramMiB: number[];
+  links: string[];
+  /** Policy names; `relaxed` = relaxed(L*) found by the study's ladder, per sweep point. */
+  policies: string[];
+  downtimeBudgetMs: number;
+  deadlineS: number;
+  postcopyPermitted?: boolean;
+}
+
+export interface SweepRun {
+  workload: string;
+  ramMiB: number;
+  link: string;
+  policy: string;
+  policyName: string;
+  policyConfig: Record<string, unknown>;
+  result: SimResult;
+}
+
+function label(p: ResolvedPolicy): string {
+  const cfg = p.config as Record<string, unknown>;
+  return p.policy.name === 'relaxed' ? `relaxed(${cfg.downtimeLimitMs})` : p.policy.name;
+}
+
+/** Every workload × RAM × link × policy, simulated; relaxed(L*) climbs the ladder per point. */
+export function runSweep(o: SweepOptions): SweepRun[] {
+  for (const p of o.policies)
+    if (p !== 'relaxed' && !POLICIES[p])
+      throw new UsageError(`unknown policy '${p}': choose from ${Object.keys(POLICIES).join(', ')}`);
+  const runs: SweepRun[] = [];
+  for (const workload of o.workloads) {
+    const classes = simClasses(workload);
+    for (const ramMiB of o.ramMiB) {
+      for (const link of o.links) {
+        const { bps, rttMs } = linkBps(link);
+        const sim = (policy: ResolvedPolicy) =>
+          simulate({
+            ramBytes: ramMiB * MiB,
+            linkBps: bps,
+            rttMs,
+            classes,
+            policy,
+            downtimeBudgetMs: o.downtimeBudgetMs,
+            deadlineMs: o.deadlineS * 1000,
+            postcopyPermitted: o.postcopyPermitted,
+          });
+        for (const name of o.policies) {
+          let policy = name === 'relaxed' ? undefined : resolvePolicy(name);
+          let result: SimResult | undefined;
+          if (!policy) {
+            for (const limit of RELAXED_LADDER) {
+              policy = resolvePolicy('relaxed', { downtimeLimitMs: limit });
+              result = sim(policy);
+              if (result.outcome === 'completed') break;
+            }
+          }
+          result ??= sim(policy!);
+          runs.push({
+            workload,
+            ramMiB,
+            link,
+            policy: label(policy!),
+            policyName: policy!.policy.name,
+            policyConfig: policy!.config as Record<string, unknown>,
+            result,
+          });
+        }
+      }
+    }
+  }
+  return runs;
+}
+
+/** The sweep in the benchmark's results format, so `report` renders it like a bench run. */
+export function sweepResults(o: SweepOptions, runs: SweepRun[]): Results {
+  const multi = o.ramMiB.length > 1 || o.links.length > 1;
+  const name = (r: SweepRun) => (multi ? `${r.workload}@${r.ramMiB}MiB/${r.link}` : r.workload);
+  const relaxed = runs
+    .filter((r) => r.policyName === 'relaxed')
+    .map((r) => r.policyConfig.downtimeLimitMs as number);
+  return {
+    version: 1,
+    createdAt: new Date().toISOString(),
+    environment: {
+      qemu: 'simulated',
+      kernelPackage: '',
+      hostKernel: os.release(),
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      accel: 'sim',
+      node: process.version,
+    },
+    matrix: {
+      workloads: [...new Set(runs.map(name))],
+      policies: o.policies,
+      ramMiB: o.ramMiB[0]!,
+      link: o.links.join(','),
+      reps: 1,
+      downtimeBudgetMs: o.downtimeBudgetMs,
+      deadlineS: o.deadlineS,
+      postcopyPermitted: Boolean(o.postcopyPermitted),
+    },
+    relaxedLimitMs: relaxed.length ? Math.max(...relaxed) : null,
+    runs: runs.map((r): RunRecord => {
+      const s = r.result;
+      const ok = s.outcome === 'completed';
+      return {
+        key: `sim|${name(r)}|${r.policy}`,
+        workload: name(r),
+        policy: r.policyName === 'relaxed' ? 'relaxed(L*)' : r.policy,
+        policyName: r.policyName,
+        policyConfig: r.policyConfig,
+        rep: 0,
+        role: 'matrix',
+        startedAt: new Date().toISOString(),
+        success: ok,
+        sloSuccess: ok && s.downtimeMs <= o.downtimeBudgetMs,
+        outcome: s.outcome,
+        reason: s.reason,
+        totalTimeMs: s.totalTimeMs,
+        wallMs: s.totalTimeMs,
+        qemuDowntimeMs: s.postcopy ? 0 : s.downtimeMs,
+        guestDowntimeMs: ok ? s.downtimeMs : null,
+        transferredBytes: s.transferredBytes,
+        linkBytes: null,
+        passes: s.passes.length,
+        differingPages: null,
+        guestCheckOk: null,
+        controllerCpuPct: 0,
+        actionLatencyMs: null,
+        predictedDowntimeMs: null,
+        predictedTotalMs: null,
+        predictedBytes: null,
+        passTimeline: s.passes,
+        decisions: s.decisions.map((d) => ({
+          atMs: d.atMs,
+          pass: d.pass,
+          kind: d.action.kind,
+          reason: d.action.reason,
+        })),
+      };
+    }),
+  };
+}
+
+export interface ValidationRow {
+  workload: string;
+  policy: string;
+  realRuns: number;
+  real: { totalMs: number; downtimeMs: number; bytes: number };
+  sim: { outcome: string; totalMs: number; downtimeMs: number; bytes: number };
+  error: { total: number; downtime: number; bytes: number };
+}
+
+/**
+ * The simulator against a real bench run: for each workload × policy of its matrix, the same
+ * policy and configuration simulated on the same RAM, link, budget and deadline, against the
+ * median of the real successful runs.
+ */
+export function validate(real: Results): {
+  rows: ValidationRow[];
+  rankings: { workload: string; real: string[]; sim: string[] }[];
+} {
+  const { bps, rttMs } = linkBps(real.matrix.link);
+  const rows: ValidationRow[] = [];
+  const matrix = real.runs.filter((r) => r.role === 'matrix');
+  const cells = [...new Set(matrix.map((r) => `${r.workload}\u0000${r.policy}`))];
+  for (const cell of cells) {
+    const [workload, policyLabel] = cell.split('\u0000') as [string, string];
+    const rs = matrix.filter((r) => r.workload === workload && r.policy === policyLabel && r.success);
+    if (rs.length === 0) continue;
+    const first = rs[0]!;
+    const policy = resolvePolicy(first.policyName, first.policyConfig);
+    const s = simulate({
+      ramBytes: real.matrix.ramMiB * MiB,
+      linkBps: bps,
+      rttMs,
+      classes: simClasses(workload),
+      policy,
+      downtimeBudgetMs: real.matrix.downtimeBudgetMs,
+      deadlineMs: real.matrix.deadlineS * 1000,
+      postcopyPermitted: real.matrix.postcopyPermitted,
+    });
+    const med = (f: (r: RunRecord) => number | null) =>
+      quantile(
+        rs.map(f).filter((x): x is number => x !== null),
+        0.5,
+      );
+    const realCell = {
+      totalMs: med((r) => r.totalTimeMs),
+      downtimeMs: med((r) => r.guestDowntimeMs),
+      bytes: med((r) => r.transferredBytes),
+    };
+    const e = (simV: number, realV: number) => (s.outcome === 'completed' ? (simV - realV) / realV : NaN);
+    rows.push({
+      workload,
+      policy: policyLabel,
+      realRuns: rs.length,
+      real: realCell,
+      sim: {
+        outcome: s.outcome,
+        totalMs: s.totalTimeMs,
+        downtimeMs: s.downtimeMs,
+        bytes: s.transferredBytes,
+      },
+      error: {
+        total: e(s.totalTimeMs, realCell.totalMs),
+        downtime: e(s.downtimeMs, realCell.downtimeMs),
+        bytes: e(s.transferredBytes, realCell.bytes),
+      },
+    });
+  }
+  // Policy ranking per workload by guest downtime, real vs simulated.
+  const rankings = [...new Set(rows.map((r) => r.workload))].map((workload) => {
+    const ws = rows.filter((r) => r.workload === workload);
+    const order = (f: (r: ValidationRow) => number) =>
+      [...ws].sort((a, b) => f(a) - f(b)).map((r) => r.policy);
+    return {
+      workload,
+      real: order((r) => r.real.downtimeMs),
+      sim: order((r) => (r.sim.outcome === 'completed' ? r.sim.downtimeMs : Infinity)),
+    };
+  });
+  return { rows, rankings };
+}
+
+export function validationTable(v: ReturnType<typeof validate>): string {
+  const pct = (x: number) =>
+    Number.isFinite(x) ? `${x >= 0 ? '+' : '−'}${Math.abs(Math.round(x * 100))}%` : 'n/a';
+  const lines = [
+    '| workload | policy | real runs | total s real / sim | error | guest downtime ms real / sim | error | MiB real / sim | error |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    ...v.rows.map(
+      (r) =>
+        `| ${r.workload} | ${r.policy} | ${r.realRuns} | ${(r.real.totalMs / 1000).toFixed(2)} / ${r.sim.outcome === 'completed' ? (r.sim.totalMs / 1000).toFixed(2) : r.sim.outcome} | ${pct(r.error.total)} | ${r.real.downtimeMs.toFixed(0)} / ${r.sim.outcome === 'completed' ? r.sim.downtimeMs.toFixed(0) : '-'} | ${pct(r.error.downtime)} | ${(r.real.bytes / MiB).toFixed(0)} / ${(r.sim.bytes / MiB).toFixed(0)} | ${pct(r.error.bytes)} |`,
+    ),
+    '',
+    ...v.rankings.map(
+      (k) =>
+        `${k.workload}: ranking by guest downtime — real ${k.real.join(' < ')}; sim ${k.sim.join(' < ')}${k.real.join() === k.sim.join() ? ' (same)' : ' (differs)'}`,
+    ),
+  ];
+  const abs = (f: (r: ValidationRow) => number) => {
+    const xs = v.rows.map(f).filter(Number.isFinite).map(Math.abs);
+    return xs.length ? pct(quantile(xs, 0.5)) : 'n/a';
+  };
+  lines.push(
+    '',
+    `median |error|: total ${abs((r) => r.error.total)}, downtime ${abs((r) => r.error.downtime)}, data ${abs((r) => r.error.bytes)}`,
+  );
+  return lines.join('\n');
+}
