@@ -8,6 +8,7 @@ import { QmpClient } from '../qmp/index.js';
 import { findLeftovers } from './clean.js';
 import { Lab, migrateLab, type LabOptions } from './lab.js';
 import { parseLink } from './link.js';
+import { longestGap } from './serial.js';
 import { parseWorkload } from './workload.js';
 
 /** Where the guest is expected to run after the fault: `either` when both ends are correct outcomes. */
@@ -288,6 +289,7 @@ export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
   const pids = [lab.source.pid, lab.destination.pid];
   let row: Omit<FaultRow, 'leaks' | 'ok'>;
   try {
+    const t0 = performance.now();
     const r = await c.run(lab);
     if (lab.source.qmp.isClosed) await lab.source.reconnectQmp();
     const runsOn = await whereRuns(lab);
@@ -305,7 +307,12 @@ export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
       outcome: r.outcome,
       runsOn,
       integrity,
-      guestDowntimeMs: r.guestDowntimeMs,
+      // The controller-process cases have no lab result: the heartbeat gap over the whole case.
+      guestDowntimeMs:
+        r.guestDowntimeMs ??
+        (runsOn === 'source' || runsOn === 'destination'
+          ? longestGap(console.heartbeats, t0, performance.now())
+          : undefined),
       reason: r.reason,
     };
   } finally {

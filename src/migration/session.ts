@@ -8,7 +8,7 @@ import {
   type PolicySetup,
   type RegionHistory,
 } from '../policy/types.js';
-import { QmpClient, QmpConnectionError, QmpError, type QmpEvent } from '../qmp/index.js';
+import { QmpClient, QmpConnectionError, QmpError, QmpTimeoutError, type QmpEvent } from '../qmp/index.js';
 import { KvmigrateError } from '../util/errors.js';
 import { PassTracker } from './pass-tracker.js';
 import { MigrationInfoSchema, TERMINAL_STATUSES, type MigrationInfo } from './query.js';
@@ -276,10 +276,11 @@ export class MigrationSession {
   private async reconnectSource(cause: Error): Promise<void> {
     const old = this.src;
     old.close();
-    const until = performance.now() + 5000;
+    // QEMU answers a new client only between stop-and-copy work, so allow it a while.
+    const until = performance.now() + 60_000;
     for (;;) {
       try {
-        this.src = await QmpClient.connect(old.target, { timeoutMs: 2000 });
+        this.src = await QmpClient.connect(old.target, { timeoutMs: 5000 });
         break;
       } catch (err) {
         if (performance.now() > until) throw err;
@@ -356,12 +357,20 @@ export class MigrationSession {
       return 'next';
     };
     let reconnects = 0;
+    let busySince: number | undefined;
     try {
       for (;;) {
         const woke = new Promise<void>((r) => (this.wake = r));
         try {
           if ((await iterate(woke)) === 'done') break;
+          busySince = undefined;
         } catch (err) {
+          if (err instanceof QmpTimeoutError) {
+            // QEMU holds its big lock through the whole stop-and-copy and answers nothing until
+            // it ends: on a slow link that is many seconds. The connection is fine; keep asking.
+            busySince ??= performance.now();
+            if (performance.now() - busySince < this.opts.deadlineMs + 600_000) continue;
+          }
           if (!(err instanceof QmpConnectionError) || ++reconnects > 3) throw err;
           await this.reconnectSource(err);
         }
