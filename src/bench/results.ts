@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { z } from 'zod';
 import { PassRecordSchema } from '../policy/types.js';
 import { KvmigrateError } from '../util/errors.js';
@@ -91,4 +92,17 @@ export function readResults(file: string): Results {
     );
   }
   return parsed.data;
+}
+
+/** This host as results record it; `qemu` and `accel` say what ran the migrations. */
+export function hostEnvironment(qemu: string, accel: string): Results['environment'] {
+  return {
+    qemu,
+    kernelPackage: '',
+    hostKernel: os.release(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores: os.cpus().length,
+    accel,
+    node: process.version,
+  };
 }

@@ -1,5 +1,4 @@
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { formatLink, parseLink } from '../lab/link.js';
@@ -7,7 +6,7 @@ import { parseWorkload } from '../lab/workload.js';
 import { POLICIES, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
-import { readResults, type Results, type RunRecord } from './results.js';
+import { hostEnvironment, readResults, type Results, type RunRecord } from './results.js';
 import { writeReports } from './report.js';
 import { quantile } from './stats.js';
 
@@ -137,15 +136,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
   const results: Results = previous ?? {
     version: 1,
     createdAt: new Date().toISOString(),
-    environment: {
-      qemu: version.text,
-      kernelPackage: '',
-      hostKernel: os.release(),
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      cores: os.cpus().length,
-      accel: 'tcg',
-      node: process.version,
-    },
+    environment: hostEnvironment(version.text, 'tcg'),
     matrix: {
       workloads: opts.workloads,
       policies: opts.policies,

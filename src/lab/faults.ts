@@ -93,7 +93,7 @@ function controllerProcess(
 ): FaultCase {
   return {
     name,
-    policy: args.join(' ').replace(/--policy(-opt)? /g, ''),
+    policy: args[0] === '--switch-at-pass' ? `switch-at-pass(${args[1]})` : args.slice(1).join(' '),
     expected,
     run: async (lab) => {
       lab.source.releaseQmp();

@@ -63,7 +63,7 @@ export interface MigrationResult {
   /** From the first forcing action (switchover/postcopy/pause) to QEMU leaving `active`, ms. */
   actionLatencyMs?: number;
   /** Which region source fed the policy, if any. */
-  regionSource?: 'tap' | 'sampling';
+  regionSource?: 'tap' | 'sampling' | 'model';
   /** The migration went through post-copy (the guest ran on the destination before completion). */
   postcopy: boolean;
   /** Controller CPU time ÷ wall time, % of one core. */

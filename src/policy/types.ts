@@ -74,7 +74,7 @@ export interface ControllerState {
   progressWatermark: { remainingBytes: number; atMs: number };
   /**
    * Which memory regions each completed pass saw dirtied, when a region source is on: `tap` (exact,
-   * what each pass sent) or `sampling` (host-side hashes of sampled pages). Region i covers guest
+   * what each pass sent), `sampling` (host-side hashes of sampled pages) or `model` (simulator). Region i covers guest
    * RAM [i × regionBytes, (i+1) × regionBytes).
    */
   regions?: RegionHistory;
@@ -89,7 +89,8 @@ export interface ControllerState {
 }
 
 export interface RegionHistory {
-  source: 'tap' | 'sampling';
+  /** `model`: the simulator's page classes laid out in RAM. */
+  source: 'tap' | 'sampling' | 'model';
   regionBytes: number;
   regionCount: number;
   /** One entry per completed pass, same order as `passes`: indices of the regions dirtied. */

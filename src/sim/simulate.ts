@@ -4,8 +4,9 @@ import {
   type Action,
   type ControllerState,
   type PassRecord,
+  type RegionHistory,
 } from '../policy/types.js';
-import { newlyDirtied, type PageClass } from './model.js';
+import { activeShare, newlyDirtied, type PageClass } from './model.js';
 
 const PAGE = 4096;
 /** Bytes on the wire: a full page record, and a zero page record (header + fill byte). */
@@ -63,7 +64,14 @@ interface ClassState {
   toSend: number;
   /** Pages of the class in the dirty log since the last sync. */
   log: number;
+  /** Where the class lies in RAM, in 2 MiB regions, and (sequential writers) its cursor, in pages. */
+  firstRegion: number;
+  regionCount: number;
+  cursor: number;
+  cursorAtSync: number;
 }
+
+const REGION_PAGES = 512; // 2 MiB, as the live region sources
 
 /**
  * A deterministic model of QEMU's pre-copy loop and the link, driven by page classes, calling the
@@ -81,7 +89,21 @@ export function simulate(o: SimOptions): SimResult {
   const B = o.linkBps;
   const scanPagesPerStep = ((o.scanBytesPerS ?? 20e9) * stepMs) / 1000 / PAGE;
   const ramPages = o.ramBytes / PAGE;
-  const classes: ClassState[] = o.classes.map((c) => ({ c, toSend: c.initialPages ?? c.pages, log: 0 }));
+  let nextRegion = 0;
+  const classes: ClassState[] = o.classes.map((c) => {
+    const regionCount = Math.max(1, Math.ceil((c.regionPages ?? c.pages) / REGION_PAGES));
+    const firstRegion = nextRegion;
+    nextRegion += regionCount;
+    return {
+      c,
+      toSend: c.initialPages ?? c.pages,
+      log: 0,
+      firstRegion,
+      regionCount,
+      cursor: 0,
+      cursorAtSync: 0,
+    };
+  });
   let zeroToSend = Math.max(0, ramPages - classes.reduce((s, k) => s + (k.c.regionPages ?? k.toSend), 0));
   const setup = o.policy.policy.setup(o.policy.config, {
     downtimeBudgetMs: o.downtimeBudgetMs,
@@ -103,6 +125,37 @@ export function simulate(o: SimOptions): SimResult {
   let paused = false;
   let pausedAt = 0;
   let atPassEnd = false;
+  const regions: RegionHistory | undefined = setup.wantsRegions
+    ? {
+        source: 'model',
+        regionBytes: REGION_PAGES * PAGE,
+        regionCount: Math.ceil(ramPages / REGION_PAGES),
+        perPass: [],
+      }
+    : undefined;
+  /** The regions each class dirtied since the last sync (mean-field: all of a random class's, or none). */
+  const dirtiedRegions = (): number[] => {
+    const out: number[] = [];
+    for (const k of classes) {
+      if (k.log <= 0) continue;
+      if (k.c.sequential) {
+        const from = Math.floor(k.cursorAtSync / REGION_PAGES);
+        const to = Math.floor(k.cursor / REGION_PAGES);
+        for (let r = from; r <= Math.min(to, from + k.regionCount - 1); r++)
+          out.push(k.firstRegion + (r % k.regionCount));
+      } else if (k.c.periodS) {
+        // phase: the hot window's regions, at its current place in the region it moves through.
+        const windowRegions = Math.max(1, Math.ceil(k.c.pages / REGION_PAGES));
+        const places = Math.max(1, Math.floor(k.regionCount / windowRegions));
+        const at = (Math.floor(t / 1000 / k.c.periodS) % places) * windowRegions;
+        for (let r = 0; r < windowRegions; r++) out.push(k.firstRegion + at + r);
+      } else if (k.log / k.regionCount >= Math.LN2) {
+        // At least one write per region with even odds or better.
+        for (let r = 0; r < k.regionCount; r++) out.push(k.firstRegion + r);
+      }
+    }
+    return out;
+  };
   // calc-dirty-rate as the live session runs it: the windows in turn, then a 250 ms pause.
   const windowsMs = setup.workingSetWindowsMs ?? [];
   const samples: NonNullable<ControllerState['workingSetSamples']> = [];
@@ -142,6 +195,8 @@ export function simulate(o: SimOptions): SimResult {
       dirtyPagesRate: 0,
       downtimeLimitMs: passStart.limit,
     });
+    regions?.perPass.push(dirtiedRegions());
+    for (const k of classes) k.cursorAtSync = k.cursor;
     let loggedBytes = 0;
     for (const k of classes) {
       // Bitmap |= log, assuming which pages are in each is independent.
@@ -201,6 +256,8 @@ export function simulate(o: SimOptions): SimResult {
     if (!paused) {
       for (const k of classes) {
         k.log = Math.min(k.c.pages, k.log + newlyDirtied(k.c, k.log, stepMs / 1000, throttle, t / 1000));
+        if (k.c.sequential)
+          k.cursor += k.c.rate * (1 - throttle) * (stepMs / 1000) * activeShare(k.c, t / 1000, stepMs / 1000);
         if (
           k.c.periodS &&
           Math.floor(t / 1000 / k.c.periodS) !== Math.floor((t + stepMs) / 1000 / k.c.periodS)
@@ -261,6 +318,7 @@ export function simulate(o: SimOptions): SimResult {
         postcopyPermitted: setup.postcopy,
         progressWatermark: watermark,
         workingSetSamples: samples.length ? [...samples] : undefined,
+        regions,
         actions,
       };
       atPassEnd = false;

@@ -1,6 +1,5 @@
-import os from 'node:os';
 import { RELAXED_LADDER } from '../bench/run.js';
-import type { Results, RunRecord } from '../bench/results.js';
+import { hostEnvironment, type Results, type RunRecord } from '../bench/results.js';
 import { quantile } from '../bench/stats.js';
 import { parseLink } from '../lab/link.js';
 import { parseWorkload } from '../lab/workload.js';
@@ -110,15 +109,7 @@ export function sweepResults(o: SweepOptions, runs: SweepRun[]): Results {
   return {
     version: 1,
     createdAt: new Date().toISOString(),
-    environment: {
-      qemu: 'simulated',
-      kernelPackage: '',
-      hostKernel: os.release(),
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      cores: os.cpus().length,
-      accel: 'sim',
-      node: process.version,
-    },
+    environment: hostEnvironment('simulated', 'sim'),
     matrix: {
       workloads: [...new Set(runs.map(name))],
       policies: o.policies,

@@ -181,3 +181,20 @@ describe('simulated calc-dirty-rate and post-copy', () => {
     expect(adaptive.downtimeMs).toBeLessThan(frs.downtimeMs / 3);
   });
 });
+
+describe('simulated region sets', () => {
+  it('let mp classify as it does live: uniform-heavy random → post-copy when permitted; hot/cold → switchover', () => {
+    const random = simulate(
+      base(workloadClasses(parseWorkload('random:200')), resolvePolicy('mp'), { postcopyPermitted: true }),
+    );
+    expect(random.decisions.find((d) => d.action.kind !== 'continue')?.action).toMatchObject({
+      kind: 'postcopy',
+      reason: expect.stringMatching(/^mp\[model\]: uniform-heavy/),
+    });
+    const hotcold = simulate(
+      base(workloadClasses(parseWorkload('hotcold:32:256:90:200000')), resolvePolicy('mp')),
+    );
+    expect(hotcold.outcome).toBe('completed');
+    expect(hotcold.decisions.some((d) => /^mp\[model\]/.test(d.action.reason))).toBe(true);
+  });
+});
