@@ -259,6 +259,22 @@ export const FAULT_CASES: FaultCase[] = [
     'source',
   ),
   controllerProcess(
+    'controller SIGINT during post-copy (post-copy is never cancelled)',
+    ['--policy', 'postcopy-after'],
+    /: postcopy —/,
+    'SIGINT',
+    'destination',
+    300,
+  ),
+  controllerProcess(
+    'controller SIGKILL during post-copy, then recover',
+    ['--policy', 'postcopy-after'],
+    /: postcopy —/,
+    'SIGKILL',
+    'destination',
+    300,
+  ),
+  controllerProcess(
     'controller SIGKILL after the switchover decision, then recover',
     ['--switch-at-pass', '2'],
     /: switchover —/,
@@ -311,7 +327,13 @@ export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
       guestDowntimeMs:
         r.guestDowntimeMs ??
         (runsOn === 'source' || runsOn === 'destination'
-          ? longestGap(console.heartbeats, t0, performance.now())
+          ? longestGap(
+              [...lab.sourceConsole.heartbeats, ...lab.destinationConsole.heartbeats].sort(
+                (a, b) => a.at - b.at,
+              ),
+              t0,
+              performance.now(),
+            )
           : undefined),
       reason: r.reason,
     };

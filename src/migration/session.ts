@@ -334,7 +334,10 @@ export class MigrationSession {
       const stalledMs = elapsedMs - this.lastProgress.atMs;
 
       if (this.opts.signal?.aborted && !endReason) {
-        endReason = 'interrupted: cancelled by the user';
+        endReason =
+          status === 'postcopy-active' || this.postcopyStarted()
+            ? 'interrupted during post-copy, which cannot be cancelled (the guest runs on the destination): waited for it to complete'
+            : 'interrupted: cancelled by the user';
         await this.apply({ kind: 'abort', reason: endReason }, state, true);
       } else if (elapsedMs >= this.opts.deadlineMs && !deadlineHandled) {
         deadlineHandled = true;
