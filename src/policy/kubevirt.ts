@@ -23,7 +23,8 @@ type KubevirtConfig = z.infer<typeof KubevirtConfigSchema>;
  * completionTimeoutPerGiB × data size in GB (10^9 bytes, rounded up). In order: in post-copy →
  * nothing; past the completion time with allowWorkloadDisruption → post-copy if allowed, else pause
  * and double the completion time; no progress for progressTimeout → abort; past the completion
- * time → abort. It never touches downtime-limit.
+ * time → abort. It never touches downtime-limit. **Post-copy loses the guest if the destination or
+ * the link fails before it ends**; it is used only with --allow-postcopy.
  */
 export const kubevirt: Policy<KubevirtConfig> = {
   name: 'kubevirt',

@@ -107,6 +107,8 @@ const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
  * right after the bulk pass, or post-copy if permitted and the projected downtime is far over
  * budget; phase change → one more pass. Region sets come from the migration tap or host-side
  * sampling; without either it falls back to FRS and says so. Never acts while QEMU can converge.
+ * **Post-copy loses the guest if the destination or the link fails before it ends**; it is used
+ * only with --allow-postcopy.
  */
 export const mp: Policy<MpConfig> = {
   name: 'mp',

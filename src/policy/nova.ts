@@ -45,7 +45,8 @@ export function novaDowntimeSteps(cfg: NovaConfig, ramBytes: number): { atMs: nu
  * (completionTimeoutS × data_gb) passes, abort — or with timeoutAction=force_complete switch to
  * post-copy if permitted, else pause the guest (Nova resumes it if the migration then fails).
  * The timeout is not checked once in post-copy. Nova polls every 0.5 s; we follow the same
- * schedule at the controller's poll rate.
+ * schedule at the controller's poll rate. **Post-copy loses the guest if the destination or the
+ * link fails before it ends**; it is used only with --allow-postcopy.
  */
 export const nova: Policy<NovaConfig> = {
   name: 'nova',
