@@ -126,7 +126,7 @@ export function readTrace(file: string): Trace {
     return r.data;
   };
   if (lines.length === 0) throw fail(1, 'empty trace: record one with `kvmigrate record`');
-  const head = JSON.parse(JSON.stringify(safeJson(lines[0]!) ?? {})) as Record<string, unknown>;
+  const head = (safeJson(lines[0]!) ?? {}) as Record<string, unknown>;
   if (head.format === 'kvmigrate-trace' && head.version !== TRACE_VERSION)
     throw fail(1, `trace version ${String(head.version)}, this kvmigrate reads version ${TRACE_VERSION}`);
   const header = parse(1, TraceHeaderSchema);
