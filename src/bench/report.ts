@@ -3,6 +3,7 @@ import path from 'node:path';
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
 import type { Results, RunRecord } from './results.js';
+import { quantile } from './stats.js';
 import { summarize, type Cell, type Summary } from './summary.js';
 
 const MiB = 2 ** 20;
@@ -66,11 +67,10 @@ function predictionError(results: Results): string[] {
   const err = (pred: number | null, actual: number | null) =>
     pred === null || actual === null || actual <= 0 ? undefined : (pred - actual) / actual;
   const fmt = (xs: (number | undefined)[]) => {
-    const v = xs.filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+    const v = xs.filter((x): x is number => x !== undefined);
     if (v.length === 0) return '–';
-    const abs = v.map(Math.abs).sort((a, b) => a - b);
-    const bias = v[Math.floor(v.length / 2)]!;
-    return `${Math.round(abs[Math.floor(abs.length / 2)]! * 100)}% (${bias >= 0 ? '+' : '−'}${Math.abs(Math.round(bias * 100))}%)`;
+    const bias = quantile(v, 0.5);
+    return `${Math.round(quantile(v.map(Math.abs), 0.5) * 100)}% (${bias >= 0 ? '+' : '−'}${Math.abs(Math.round(bias * 100))}%)`;
   };
   const lines = [
     '## Prediction error',

@@ -10,7 +10,7 @@ import { FAULT_CASES, faultTable, runFaultCase, type FaultRow } from '../lab/fau
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { parseLink } from '../lab/link.js';
 import { parseWorkload } from '../lab/workload.js';
-import { recoverMigration } from '../migration/recover.js';
+import { recoverAt } from '../migration/recover.js';
 import { MigrationSession, type Decision, type Progress } from '../migration/session.js';
 import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { QmpClient } from '../qmp/index.js';
@@ -523,20 +523,12 @@ program
   .option('--json', 'print the report as JSON')
   .action(async (o) => {
     // Either side may be gone; recover with what answers.
-    const connect = (spec: string) => QmpClient.connect(spec, { timeoutMs: 3000 }).catch(() => undefined);
-    const [source, destination] = await Promise.all([connect(o.src), connect(o.dst)]);
-    if (!source && !destination)
-      throw new UsageError(`neither ${o.src} nor ${o.dst} answers QMP: nothing to recover`);
-    try {
-      const report = await recoverMigration(source, destination);
-      process.stdout.write(
-        o.json ? JSON.stringify(report) + '\n' : `found: ${report.found}\ndid: ${report.did}\n`,
-      );
-      process.exitCode = report.running === 'none' ? 1 : 0;
-    } finally {
-      source?.close();
-      destination?.close();
-    }
+    const report = await recoverAt(o.src, o.dst);
+    if (!report) throw new UsageError(`neither ${o.src} nor ${o.dst} answers QMP: nothing to recover`);
+    process.stdout.write(
+      o.json ? JSON.stringify(report) + '\n' : `found: ${report.found}\ndid: ${report.did}\n`,
+    );
+    process.exitCode = report.running === 'none' ? 1 : 0;
   });
 
 program

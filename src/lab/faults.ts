@@ -2,9 +2,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Decision, Progress, SessionOptions } from '../migration/session.js';
-import { recoverMigration } from '../migration/recover.js';
+import { recoverAt } from '../migration/recover.js';
 import { resolvePolicy } from '../policy/index.js';
-import { QmpClient } from '../qmp/index.js';
 import { findLeftovers } from './clean.js';
 import { Lab, migrateLab, type LabOptions } from './lab.js';
 import { parseLink } from './link.js';
@@ -122,16 +121,9 @@ function controllerProcess(
       let outcome = /SUCCESS|completed:/.test(stderr) ? 'completed' : 'cancelled';
       let reason = stderr.trim().split('\n').at(-1) ?? '';
       if (signal === 'SIGKILL') {
-        const connect = (s: string) => QmpClient.connect(s, { timeoutMs: 3000 }).catch(() => undefined);
-        const [src, dst] = await Promise.all([
-          connect(lab.source.spec.qmpSocket),
-          connect(lab.destination.spec.qmpSocket),
-        ]);
-        const report = await recoverMigration(src, dst);
-        src?.close();
-        dst?.close();
-        outcome = report.running === 'destination' ? 'completed' : 'cancelled';
-        reason = `recover: ${report.did}`;
+        const report = await recoverAt(lab.source.spec.qmpSocket, lab.destination.spec.qmpSocket);
+        outcome = report?.running === 'destination' ? 'completed' : 'cancelled';
+        reason = `recover: ${report?.did ?? 'neither side answers QMP'}`;
       }
       await lab.source.reconnectQmp();
       if (lab.destination.alive) await lab.destination.reconnectQmp().catch(() => undefined);

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { QmpClient } from '../qmp/index.js';
+import { QmpClient } from '../qmp/index.js';
 import { MigrationInfoSchema } from './query.js';
 
 export interface RecoveryReport {
@@ -98,4 +98,20 @@ export async function recoverMigration(
     };
   }
   return { found, did: 'neither side can run the guest', running: 'none' };
+}
+
+/**
+ * `recoverMigration` on the QMP sockets (paths or HOST:PORT) of both sides, with whichever
+ * answers; undefined when neither does. The connections are closed afterwards.
+ */
+export async function recoverAt(srcSpec: string, dstSpec: string): Promise<RecoveryReport | undefined> {
+  const connect = (spec: string) => QmpClient.connect(spec, { timeoutMs: 3000 }).catch(() => undefined);
+  const [source, destination] = await Promise.all([connect(srcSpec), connect(dstSpec)]);
+  if (!source && !destination) return undefined;
+  try {
+    return await recoverMigration(source, destination);
+  } finally {
+    source?.close();
+    destination?.close();
+  }
 }

@@ -193,9 +193,8 @@ export const adaptive: Policy<AdaptiveConfig> = {
     // kept it predicting gains until the deadline).
     const [before, last] = drained.slice(-2);
     if (before && last && last.dirtyAtEndBytes >= (1 - cfg.refuteEpsilon) * before.dirtyAtEndBytes) {
-      const pc = predictPostcopy(state, cfg);
       if (state.postcopyPermitted && precopyCannotMeetBudget(state))
-        return toPostcopy(pc, 'the last pass did not shrink the dirty set');
+        return toPostcopy(predictPostcopy(state, cfg), 'the last pass did not shrink the dirty set');
       return {
         kind: 'switchover',
         reason: `adaptive: the last pass did not shrink the dirty set (${(last.dirtyAtEndBytes / 2 ** 20).toFixed(1)} ≥ ${(1 - cfg.refuteEpsilon).toFixed(2)} × ${(before.dirtyAtEndBytes / 2 ** 20).toFixed(1)} MiB) → switch now`,

@@ -202,6 +202,9 @@ export function simulate(o: SimOptions): SimResult {
       dirtyPagesRate: 0,
       downtimeLimitMs: passStart.limit,
     });
+    // The share of this round's full pages still ahead of the cursor (none once in the zeros).
+    const inFullSection = classes.some((x) => x.toSend > 0);
+    const ahead = inFullSection && roundFull > 0 ? Math.max(0, 1 - roundFullSent / roundFull) : 0;
     regions?.perPass.push(dirtiedRegions());
     for (const k of classes) k.cursorAtSync = k.cursor;
     let loggedBytes = 0;
@@ -209,8 +212,6 @@ export function simulate(o: SimOptions): SimResult {
       // Bitmap |= log, assuming which pages are in each is independent.
       // Newly dirty = logged pages not already in the bitmap (independence), split by the cursor.
       const fresh = k.log * Math.max(0, 1 - (k.toSend + k.next) / Math.max(1, k.c.pages));
-      const inFullSection = classes.some((x) => x.toSend > 0);
-      const ahead = inFullSection && roundFull > 0 ? Math.max(0, 1 - roundFullSent / roundFull) : 0;
       loggedBytes += k.log * PAGE;
       k.toSend += fresh * ahead;
       k.next += fresh * (1 - ahead);

@@ -2,8 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { MigrationResult } from '../migration/session.js';
 import { UsageError } from '../util/errors.js';
-import type { PageClass } from './model.js';
-import { TCG_GUEST } from './model.js';
+import { TCG_GUEST, type PageClass } from './model.js';
 
 /**
  * A recorded workload: JSON lines. Line 1 is the header; then one record per line, in time order —
