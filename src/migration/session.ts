@@ -9,13 +9,12 @@ import {
   type RegionHistory,
 } from '../policy/types.js';
 import { QmpClient, QmpConnectionError, QmpError, QmpTimeoutError, type QmpEvent } from '../qmp/index.js';
-import { KvmigrateError } from '../util/errors.js';
+import { MigrationSetupError } from '../util/errors.js';
 import { PassTracker } from './pass-tracker.js';
 import { MigrationInfoSchema, TERMINAL_STATUSES, type MigrationInfo } from './query.js';
 import type { RegionSource } from './region-sampler.js';
 
-/** A migration cannot start: wrong endpoints, mismatched VMs, a port in use. Nothing was changed. */
-export class MigrationSetupError extends KvmigrateError {}
+export { MigrationSetupError };
 
 /** QEMU's max-bandwidth cap lifted (bytes/s): the link, not QEMU, sets the rate. */
 const UNLIMITED_BANDWIDTH = 100e9 / 8;

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { KvmigrateError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 import { adaptive } from './adaptive.js';
 import { autoConverge } from './auto-converge.js';
 import { frs } from './frs.js';
@@ -12,7 +12,10 @@ import { stock } from './stock.js';
 import { switchAtPass } from './switch-at-pass.js';
 import type { Policy } from './types.js';
 
-export class PolicyConfigError extends KvmigrateError {}
+/** A policy name or option is wrong (a usage error: exit 2, nothing changed). */
+export class PolicyConfigError extends UsageError {
+  override readonly code: string = 'policy-config';
+}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const POLICIES: Record<string, Policy<any>> = Object.fromEntries(
