@@ -6,7 +6,12 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RegionSampler } from '../migration/region-sampler.js';
 import { MigrationTap, type TapStatus } from '../tap/index.js';
-import { MigrationSession, type MigrationResult, type SessionOptions } from '../migration/session.js';
+import {
+  MigrationSession,
+  UNLIMITED_BANDWIDTH_BPS,
+  type MigrationResult,
+  type SessionOptions,
+} from '../migration/session.js';
 import {
   QemuVm,
   assertUsableForTcgMigration,
@@ -233,6 +238,8 @@ export async function migrateLab(
     incomingUri: lab.incomingUri,
     resumeDestination: false,
     startDestinationOnPostcopy: true,
+    // The lab's link is shaped in the kernel (tc); QEMU's own cap would only hide it.
+    maxBandwidthBps: session.maxBandwidthBps ?? UNLIMITED_BANDWIDTH_BPS,
     // Region sets: the tap when it is on (exact, nearly free); else, for the policies that want
     // them, sampling the source's RAM (the lab runs on this host as root).
     regionSource: session.regionSource ?? lab.tap,

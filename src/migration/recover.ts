@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { QmpClient } from '../qmp/index.js';
-import { MigrationInfoSchema } from './query.js';
+import { MigrationInfoSchema } from '../core/sample.js';
 
 export interface RecoveryReport {
   /** What was found, in words. */

@@ -10,14 +10,14 @@ import {
 } from '../policy/types.js';
 import { QmpClient, QmpConnectionError, QmpError, QmpTimeoutError, type QmpEvent } from '../qmp/index.js';
 import { MigrationSetupError } from '../util/errors.js';
-import { PassTracker } from './pass-tracker.js';
-import { MigrationInfoSchema, TERMINAL_STATUSES, type MigrationInfo } from './query.js';
+import { PassTracker } from '../core/pass-tracker.js';
+import { MigrationInfoSchema, TERMINAL_STATUSES, type MigrationInfo } from '../core/sample.js';
 import type { RegionSource } from './region-sampler.js';
 
 export { MigrationSetupError };
 
-/** QEMU's max-bandwidth cap lifted (bytes/s): the link, not QEMU, sets the rate. */
-const UNLIMITED_BANDWIDTH = 100e9 / 8;
+/** A max-bandwidth so high that the link, not QEMU, sets the rate (bytes/s): what the lab uses. */
+export const UNLIMITED_BANDWIDTH_BPS = 100e9 / 8;
 
 export interface Decision {
   atMs: number;
@@ -38,9 +38,12 @@ export interface Progress {
 }
 
 export type Outcome = 'completed' | 'failed' | 'cancelled';
+/** Where the guest runs when the controller is done; `none`: the operator decides. */
+export type GuestRunsOn = 'source' | 'destination' | 'none';
 
 export interface MigrationResult {
   outcome: Outcome;
+  guestRunsOn: GuestRunsOn;
   /** Why it ended this way, in words. */
   reason: string;
   qemuStatus: string;
@@ -98,6 +101,11 @@ export interface SessionOptions {
   regionSampleMs?: number;
   /** Sample the working-set curve with calc-dirty-rate over these windows even if the policy does not ask (`record`). */
   workingSetWindowsMs?: number[];
+  /**
+   * QEMU's `max-bandwidth` for this migration, bytes/s. Unset: whatever the source already has
+   * (the operator's cap is never raised behind their back).
+   */
+  maxBandwidthBps?: number;
   /** Abort when no bytes move for this long (default 20 s): a dead link never fails by itself. */
   stallTimeoutMs?: number;
   /** The destination was started with -S: start it when post-copy begins (the guest must run there). */
@@ -251,7 +259,9 @@ export class MigrationSession {
     this.postcopyEnabled = setup.postcopy;
     await src.execute('migrate-set-parameters', {
       'downtime-limit': Math.round(setup.downtimeLimitMs),
-      'max-bandwidth': UNLIMITED_BANDWIDTH,
+      ...(this.opts.maxBandwidthBps !== undefined
+        ? { 'max-bandwidth': Math.round(this.opts.maxBandwidthBps) }
+        : {}),
       ...setup.parameters,
     });
     if (this.opts.incomingUri) {
@@ -403,6 +413,7 @@ export class MigrationSession {
     const wallMs = endedAt - this.startedAt;
     return {
       outcome,
+      guestRunsOn: outcome === 'completed' ? 'destination' : this.postcopyStarted() ? 'none' : 'source',
       reason:
         endReason ??
         (outcome === 'completed'

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PassTracker } from '../../src/migration/pass-tracker.js';
-import type { MigrationInfo } from '../../src/migration/query.js';
+import { PassTracker } from '../../src/core/pass-tracker.js';
+import type { MigrationInfo } from '../../src/core/sample.js';
 
 const MiB = 2 ** 20;
 const sample = (

@@ -1,5 +1,5 @@
 import type { PassRecord } from '../policy/types.js';
-import type { MigrationInfo } from './query.js';
+import type { MigrationInfo } from './sample.js';
 
 interface OpenPass {
   pass: number;
