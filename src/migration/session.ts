@@ -106,6 +106,8 @@ export interface SessionOptions {
    * (the operator's cap is never raised behind their back).
    */
   maxBandwidthBps?: number;
+  /** QEMU's `max-postcopy-bandwidth` (bytes/s) for the post-copy phase. Unset: left as it is. */
+  postcopyBandwidthBps?: number;
   /** Abort when no bytes move for this long (default 20 s): a dead link never fails by itself. */
   stallTimeoutMs?: number;
   /** The destination was started with -S: start it when post-copy begins (the guest must run there). */
@@ -259,6 +261,9 @@ export class MigrationSession {
     this.postcopyEnabled = setup.postcopy;
     await src.execute('migrate-set-parameters', {
       'downtime-limit': Math.round(setup.downtimeLimitMs),
+      ...(this.opts.postcopyBandwidthBps !== undefined
+        ? { 'max-postcopy-bandwidth': Math.round(this.opts.postcopyBandwidthBps) }
+        : {}),
       ...(this.opts.maxBandwidthBps !== undefined
         ? { 'max-bandwidth': Math.round(this.opts.maxBandwidthBps) }
         : {}),
