@@ -1,103 +1,110 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { QmpClient } from '../qmp/index.js';
-import { MigrationInfoSchema } from '../core/sample.js';
+import { resolveEnding, type DestinationVerdict, type GuestRunsOn } from '../core/ending.js';
+import {
+  isPostcopyStatus,
+  MigrationInfoSchema,
+  PRECOPY_STATUSES,
+  TERMINAL_STATUSES,
+} from '../core/sample.js';
+import { QmpClient, QmpConnectionError } from '../qmp/index.js';
+import { runState } from './preflight.js';
 
 export interface RecoveryReport {
   /** What was found, in words. */
   found: string;
   /** What was done, in words. */
   did: string;
-  /** Which side's guest runs afterwards. */
-  running: 'source' | 'destination' | 'none';
+  /** Which side's guest runs afterwards; `none`: the operator decides. */
+  running: GuestRunsOn;
 }
 
 interface Side {
   qmp: QmpClient | undefined;
   runState?: string;
   migration?: string;
+  /** Why it could not be read; `gone` when nothing listens on its monitor any more. */
+  unreachable?: { gone: boolean; why: string };
 }
 
-async function inspect(qmp: QmpClient | undefined): Promise<Side> {
-  if (!qmp) return { qmp };
+async function inspect(qmp: QmpClient | undefined, unreachable?: Side['unreachable']): Promise<Side> {
+  if (!qmp) return { qmp, unreachable };
   try {
-    const [status, mig] = await Promise.all([
-      qmp.execute<{ status: string }>('query-status'),
+    const [state, mig] = await Promise.all([
+      runState(qmp),
       qmp.execute('query-migrate').then((m) => MigrationInfoSchema.parse(m)),
     ]);
-    return { qmp, runState: status.status, migration: mig.status ?? 'none' };
-  } catch {
-    return { qmp: undefined };
+    return { qmp, runState: state, migration: mig.status ?? 'none' };
+  } catch (err) {
+    return { qmp: undefined, unreachable: { gone: false, why: (err as Error).message } };
   }
 }
 
-async function run(side: Side): Promise<void> {
-  if (side.runState !== 'running') await side.qmp!.execute('cont');
+async function waitWhile(source: QmpClient | undefined, still: (s: Side) => boolean, waitMs: number) {
+  const deadline = performance.now() + waitMs;
+  let side = await inspect(source);
+  while (still(side) && performance.now() < deadline) {
+    await sleep(100);
+    side = await inspect(source);
+  }
+  return side;
+}
+
+function verdictOf(dst: Side): { verdict: DestinationVerdict; detail: string } {
+  if (dst.migration === 'completed') return { verdict: 'completed', detail: 'it reports completed' };
+  if (dst.migration === 'failed' || dst.migration === 'cancelled')
+    return { verdict: 'failed', detail: `its incoming migration is ${dst.migration}` };
+  if (dst.unreachable?.gone) return { verdict: 'gone', detail: dst.unreachable.why };
+  if (dst.unreachable) return { verdict: 'unknown', detail: `it does not answer (${dst.unreachable.why})` };
+  return { verdict: 'unknown', detail: `its incoming migration is '${dst.migration}'` };
 }
 
 /**
  * After a controller died mid-migration (SIGKILL, host crash): look at both sides and leave
- * exactly one guest running. Pre-copy still under way → cancel, the source runs on (it still has
- * everything). Post-copy → it cannot be cancelled: wait for it, the destination runs. Completed
- * and the destination has it → start the destination. Otherwise → the source runs.
+ * exactly one guest running, by the same rules as the controller (core/ending.ts). Pre-copy still
+ * under way → cancel, the source runs on. Post-copy → never cancelled: wait for it. Then the
+ * source is resumed only if its guest never moved or the destination provably does not have it;
+ * when that cannot be told, nothing is started and the operator decides.
  */
 export async function recoverMigration(
-  source?: QmpClient,
-  destination?: QmpClient,
-  waitMs = 120_000,
+  source: QmpClient | undefined,
+  destination: QmpClient | undefined,
+  opts: { waitMs?: number; destinationUnreachable?: Side['unreachable'] } = {},
 ): Promise<RecoveryReport> {
+  const waitMs = opts.waitMs ?? 120_000;
   let src = await inspect(source);
-  let dst = await inspect(destination);
+  let dst = await inspect(destination, opts.destinationUnreachable);
   const found = `source ${src.runState ?? 'unreachable'} (migration ${src.migration ?? '?'}), destination ${
-    dst.runState ?? 'unreachable'
+    dst.runState ?? (dst.unreachable?.gone ? 'gone' : 'unreachable')
   } (incoming ${dst.migration ?? '?'})`;
-
-  if (
-    src.migration &&
-    ['setup', 'active', 'device', 'pre-switchover', 'wait-unplug'].includes(src.migration)
-  ) {
-    await src.qmp!.execute('migrate_cancel');
-    const deadline = performance.now() + waitMs;
-    while (src.migration !== 'cancelled' && src.migration !== 'failed' && src.migration !== 'completed') {
-      if (performance.now() > deadline) break;
-      await sleep(50);
-      src = await inspect(source);
-    }
-    if (src.migration !== 'completed') {
-      await run(src);
-      return { found, did: 'cancelled the pre-copy migration and resumed the source', running: 'source' };
-    }
-    dst = await inspect(destination);
+  const did: string[] = [];
+  if (src.migration && PRECOPY_STATUSES.has(src.migration)) {
+    await src.qmp!.execute('migrate_cancel').catch(() => undefined);
+    did.push('cancelled the pre-copy migration');
+    src = await waitWhile(source, (s) => !!s.migration && !TERMINAL_STATUSES.has(s.migration), waitMs);
   }
-  if (src.migration === 'postcopy-active' || src.migration === 'postcopy-paused') {
-    const deadline = performance.now() + waitMs;
-    while (src.migration?.startsWith('postcopy') && performance.now() < deadline) {
-      await sleep(100);
-      src = await inspect(source);
-    }
-    dst = await inspect(destination);
-    if (dst.runState && dst.migration === 'completed') {
-      await run(dst);
-      return { found, did: 'waited for post-copy to complete; the destination runs', running: 'destination' };
-    }
-    return {
-      found,
-      did: 'post-copy did not complete: the guest is lost (neither side holds all its memory)',
-      running: 'none',
-    };
+  const postcopy = isPostcopyStatus(src.migration);
+  if (postcopy) {
+    did.push('waited for post-copy (it cannot be cancelled)');
+    src = await waitWhile(source, (s) => isPostcopyStatus(s.migration), waitMs);
   }
-  if (dst.runState && dst.migration === 'completed') {
-    await run(dst);
-    return { found, did: 'the migration had completed: resumed the destination', running: 'destination' };
-  }
-  if (src.runState) {
-    await run(src);
-    return {
-      found,
-      did: `the migration did not complete: ${src.runState === 'running' ? 'the source runs on' : 'resumed the source'}`,
-      running: 'source',
-    };
-  }
-  return { found, did: 'neither side can run the guest', running: 'none' };
+  if (destination || opts.destinationUnreachable) dst = await inspect(destination, dst.unreachable);
+  const ending = resolveEnding({
+    sourceStatus: src.migration ?? 'unknown',
+    sourceRunState: src.runState,
+    postcopy,
+    destination: verdictOf(dst),
+    sourceWasRunning: true,
+  });
+  if (ending.resume === 'destination' && dst.runState !== 'running') await dst.qmp!.execute('cont');
+  if (ending.resume === 'source' && src.runState !== 'running') await src.qmp!.execute('cont');
+  did.push(
+    ending.resume === 'none'
+      ? ending.guestRunsOn === 'none'
+        ? `started nothing: ${ending.reason}`
+        : `the ${ending.guestRunsOn} runs on`
+      : `resumed the ${ending.resume}`,
+  );
+  return { found, did: did.join('; '), running: ending.guestRunsOn };
 }
 
 /**
@@ -105,11 +112,17 @@ export async function recoverMigration(
  * answers; undefined when neither does. The connections are closed afterwards.
  */
 export async function recoverAt(srcSpec: string, dstSpec: string): Promise<RecoveryReport | undefined> {
-  const connect = (spec: string) => QmpClient.connect(spec, { timeoutMs: 3000 }).catch(() => undefined);
-  const [source, destination] = await Promise.all([connect(srcSpec), connect(dstSpec)]);
+  let dstUnreachable: Side['unreachable'];
+  const connect = (spec: string, side: 'src' | 'dst') =>
+    QmpClient.connect(spec, { timeoutMs: 3000 }).catch((e: Error) => {
+      if (side === 'dst')
+        dstUnreachable = { gone: e instanceof QmpConnectionError && e.nobodyListens, why: e.message };
+      return undefined;
+    });
+  const [source, destination] = await Promise.all([connect(srcSpec, 'src'), connect(dstSpec, 'dst')]);
   if (!source && !destination) return undefined;
   try {
-    return await recoverMigration(source, destination);
+    return await recoverMigration(source, destination, { destinationUnreachable: dstUnreachable });
   } finally {
     source?.close();
     destination?.close();

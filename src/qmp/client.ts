@@ -19,6 +19,9 @@ export interface QmpConnectOptions {
   commandTimeoutMs?: number;
 }
 
+/** No QMP reply or event we read comes near this; HMP's `info` dumps stay well under it. */
+export const MAX_LINE_CHARS = 4 * 2 ** 20;
+
 interface Pending {
   command: string;
   resolve: (value: unknown) => void;
@@ -167,6 +170,16 @@ export class QmpClient extends EventEmitter {
 
   private onData(chunk: string): void {
     this.buffer += chunk;
+    if (this.buffer.length > MAX_LINE_CHARS && this.buffer.indexOf('\n') < 0) {
+      // A peer that never ends its line would grow this buffer without bound.
+      this.fail(
+        new QmpConnectionError(
+          `QMP ${describeTarget(this.target)} sent a line over ${MAX_LINE_CHARS} characters`,
+        ),
+      );
+      this.socket.destroy();
+      return;
+    }
     let nl: number;
     while ((nl = this.buffer.indexOf('\n')) >= 0) {
       const line = this.buffer.slice(0, nl).trim();
@@ -244,7 +257,7 @@ function openSocket(target: QmpTarget, timeoutMs: number): Promise<net.Socket> {
             : err.code === 'EACCES'
               ? 'permission denied'
               : err.message;
-      reject(new QmpConnectionError(`cannot connect to QMP at ${where}: ${why}`));
+      reject(new QmpConnectionError(`cannot connect to QMP at ${where}: ${why}`, err.code));
     });
   });
 }
@@ -259,6 +272,11 @@ function readLine(socket: net.Socket, timeoutMs: number): Promise<{ line: string
     };
     const onData = (chunk: string) => {
       buf += chunk;
+      if (buf.length > MAX_LINE_CHARS) {
+        cleanup();
+        reject(new Error(`a greeting line over ${MAX_LINE_CHARS} characters`));
+        return;
+      }
       const nl = buf.indexOf('\n');
       if (nl >= 0) {
         cleanup();

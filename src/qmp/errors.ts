@@ -12,9 +12,18 @@ export class QmpError extends Error {
 
 /** The connection itself failed: cannot connect, not a QMP peer, closed, or timed out. */
 export class QmpConnectionError extends Error {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    /** The socket error code when connecting failed (ENOENT, ECONNREFUSED, …). */
+    readonly errno?: string,
+  ) {
     super(message);
     this.name = 'QmpConnectionError';
+  }
+
+  /** Nothing listens where the monitor was: the QEMU process behind it is gone. */
+  get nobodyListens(): boolean {
+    return this.errno === 'ENOENT' || this.errno === 'ECONNREFUSED';
   }
 }
 

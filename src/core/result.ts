@@ -1,0 +1,53 @@
+import type { PassRecord } from '../policy/types.js';
+import type { Decision, WorkingSetSample } from './controller.js';
+import type { GuestRunsOn, Outcome } from './ending.js';
+
+/** One migration as a driver reports it: what happened, where the guest runs, every pass and decision. */
+export interface MigrationResult {
+  outcome: Outcome;
+  guestRunsOn: GuestRunsOn;
+  /** Why it ended this way, in words. */
+  reason: string;
+  qemuStatus: string;
+  policy: string;
+  policyConfig: unknown;
+  downtimeBudgetMs: number;
+  deadlineMs: number;
+  ramBytes: number;
+  /** QEMU's `total-time`, ms. */
+  totalTimeMs: number;
+  /** From `migrate` to the end as this controller saw it, ms. */
+  wallMs: number;
+  /** QEMU's `downtime` (stop-and-copy pause), ms. */
+  qemuDowntimeMs: number;
+  setupTimeMs: number;
+  transferredBytes: number;
+  passes: PassRecord[];
+  decisions: Decision[];
+  /** From the first forcing action (switchover/postcopy/pause) to QEMU leaving `active`, ms. */
+  actionLatencyMs?: number;
+  /** Which region source fed the policy, if any. */
+  regionSource?: 'tap' | 'sampling' | 'model';
+  /** The migration went through post-copy (the guest ran on the destination before completion). */
+  postcopy: boolean;
+  /** Controller CPU time ÷ wall time, % of one core. */
+  controllerCpuPct: number;
+  /** calc-dirty-rate results (working-set points over time), when sampled. */
+  workingSetSamples?: WorkingSetSample[];
+  /** performance.now() clock: when `migrate` was issued, and when each side reported completion. */
+  clock: { startedAt: number; sourceCompletedAt?: number; destinationCompletedAt?: number; endedAt: number };
+  error?: string;
+}
+
+/** What a driver shows while a migration runs. */
+export interface Progress {
+  elapsedMs: number;
+  status: string;
+  pass: number;
+  remainingBytes: number;
+  transferredBytes: number;
+  ramBytes: number;
+  bandwidthBps: number;
+  dirtyPagesRate: number;
+  lastDecision?: Decision;
+}
