@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 import { PassRecordSchema } from '../policy/types.js';
+import { BenchConfigSchema } from './config.js';
 import { KvmigrateError } from '../util/errors.js';
 
 /** One benchmark run, flat: every figure in the reports is computed from these. */
@@ -22,8 +23,26 @@ export const RunRecordSchema = z.object({
   reason: z.string(),
   totalTimeMs: z.number(),
   wallMs: z.number(),
+  /** QEMU's own `downtime`: the stop-and-copy pause only (near 0 after post-copy). */
   qemuDowntimeMs: z.number(),
+  /**
+   * The guest's total stall (ms) on completed runs, else null — the same figure as totalStallMs,
+   * kept under this name for its readers (sim --validate, older results where it was a single gap).
+   */
   guestDowntimeMs: z.number().nullable(),
+  /**
+   * What the guest felt, one definition for every policy (src/lab/guest-stall.ts): over the
+   * migration window, every heartbeat silence longer than two periods, beyond one period, summed.
+   * Every run, whatever its outcome. Absent in results older than this metric (and simulated ones).
+   */
+  totalStallMs: z.number().nullable().optional(),
+  /** The longest single heartbeat silence in the window, ms. */
+  longestSilenceMs: z.number().nullable().optional(),
+  /** Workload progress per second during pre-copy ÷ before the migration (1 = unaffected). */
+  slowdown: z.number().nullable().optional(),
+  /** The commit the run's code came from, and whether the tree had changes beyond it. */
+  commit: z.string().nullable().optional(),
+  dirty: z.boolean().nullable().optional(),
   transferredBytes: z.number(),
   linkBytes: z.number().nullable(),
   passes: z.number().int(),
@@ -62,6 +81,19 @@ export const ResultsSchema = z.object({
     /** Policies that can post-copy were allowed to (`--allow-postcopy`). */
     postcopyPermitted: z.boolean().default(false),
   }),
+  /**
+   * Which code produced these results: the commit of the latest invocation; `dirty` if any
+   * invocation ran from a tree with changes, or runs come from more than one commit.
+   */
+  provenance: z
+    .object({
+      commit: z.string().nullable(),
+      dirty: z.boolean().nullable(),
+      commits: z.array(z.string()),
+    })
+    .optional(),
+  /** The full configuration, fixed before the run (workload set and summary statistic included). */
+  config: BenchConfigSchema.optional(),
   /** relaxed(L*): the smallest ladder limit with which stock completed every workload. */
   relaxedLimitMs: z.number().nullable(),
   runs: z.array(RunRecordSchema),

@@ -6,6 +6,8 @@ import { parseWorkload } from '../lab/workload.js';
 import { POLICIES, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
+import { summaryConfig, type BenchConfig } from './config.js';
+import { assertPublishable, gitProvenance, type Provenance } from './provenance.js';
 import { hostEnvironment, readResults, type Results, type RunRecord } from './results.js';
 import { writeReports } from './report.js';
 import { quantile } from './stats.js';
@@ -39,6 +41,8 @@ export interface BenchOptions {
   tap?: boolean;
   /** Let the policies that can post-copy (mp, adaptive, nova, kubevirt) do so. */
   postcopyPermitted?: boolean;
+  /** The workloads the summary's geometric means run over (default: all of them), fixed before the run. */
+  summaryWorkloads?: string[];
   signal?: AbortSignal;
   log?: (line: string) => void;
 }
@@ -65,6 +69,23 @@ export function validateBench(opts: BenchOptions): void {
   }
   if (opts.workloads.length === 0 || opts.policies.length === 0)
     throw new UsageError('name at least one workload and one policy');
+  summaryConfig(opts.workloads, opts.summaryWorkloads);
+}
+
+/** The full configuration a run records (everything but the signal and the log). */
+export function benchConfigOf(opts: BenchOptions): BenchConfig {
+  return {
+    workloads: [...opts.workloads],
+    policies: [...opts.policies],
+    ramMiB: opts.ramMiB,
+    link: formatLink(parseLink(opts.link)),
+    reps: opts.reps,
+    downtimeBudgetMs: opts.downtimeBudgetMs,
+    deadlineS: opts.deadlineS,
+    postcopyPermitted: Boolean(opts.postcopyPermitted),
+    tap: Boolean(opts.tap),
+    summary: summaryConfig(opts.workloads, opts.summaryWorkloads),
+  };
 }
 
 function label(policy: ResolvedPolicy): string {
@@ -75,9 +96,15 @@ function label(policy: ResolvedPolicy): string {
   return policy.policy.name;
 }
 
-export function toRunRecord(p: Planned, r: LabMigrationResult, budgetMs: number): RunRecord {
+export function toRunRecord(
+  p: Planned,
+  r: LabMigrationResult,
+  budgetMs: number,
+  provenance?: Pick<Provenance, 'commit' | 'dirty'>,
+): RunRecord {
   const m = r.migration;
-  const guest = r.guestDowntimeMs ?? null;
+  // The guest's total stall, on every run; downtime figures and SLO success use it alone.
+  const stall = r.guestStall?.totalStallMs ?? r.guestDowntimeMs ?? null;
   const prediction = m.decisions
     .map((d) =>
       d.action.kind === 'switchover' || d.action.kind === 'postcopy' ? d.action.prediction : undefined,
@@ -93,13 +120,16 @@ export function toRunRecord(p: Planned, r: LabMigrationResult, budgetMs: number)
     role: p.role,
     startedAt: new Date().toISOString(),
     success: r.success,
-    sloSuccess: r.success && guest !== null && guest <= budgetMs,
+    sloSuccess: r.success && stall !== null && stall <= budgetMs,
     outcome: m.outcome,
     reason: m.reason,
     totalTimeMs: m.totalTimeMs,
     wallMs: m.wallMs,
     qemuDowntimeMs: m.qemuDowntimeMs,
-    guestDowntimeMs: m.outcome === 'completed' ? guest : null,
+    guestDowntimeMs: m.outcome === 'completed' ? stall : null,
+    totalStallMs: stall,
+    longestSilenceMs: r.guestStall?.longestSilenceMs ?? null,
+    slowdown: r.guestStall?.slowdown ?? null,
     transferredBytes: m.transferredBytes,
     linkBytes: r.linkBytes ?? null,
     passes: m.passes.length,
@@ -117,6 +147,8 @@ export function toRunRecord(p: Planned, r: LabMigrationResult, budgetMs: number)
       kind: d.action.kind,
       reason: d.action.reason,
     })),
+    commit: provenance?.commit ?? null,
+    dirty: provenance?.dirty ?? null,
   };
 }
 
@@ -129,6 +161,11 @@ export function toRunRecord(p: Planned, r: LabMigrationResult, budgetMs: number)
 export async function runBench(opts: BenchOptions): Promise<Results> {
   validateBench(opts);
   const log = opts.log ?? (() => undefined);
+  // Published results come from committed code; every result says which.
+  const provenance = gitProvenance(opts.out);
+  assertPublishable(provenance, opts.out);
+  if (provenance.dirty)
+    log(`note: the tree has uncommitted changes (${provenance.dirtyPaths.slice(0, 3).join(', ')}…)`);
   mkdirSync(opts.out, { recursive: true });
   const file = path.join(opts.out, 'results.json');
   const previous = opts.resume && existsSync(file) ? readResults(file) : undefined;
@@ -137,6 +174,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     version: 1,
     createdAt: new Date().toISOString(),
     environment: hostEnvironment(version.text, 'tcg'),
+    config: benchConfigOf(opts),
     matrix: {
       workloads: opts.workloads,
       policies: opts.policies,
@@ -149,6 +187,18 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     },
     relaxedLimitMs: null,
     runs: [],
+  };
+  // The commit of this invocation; dirty if any invocation was, or runs come from several commits.
+  const commits = [
+    ...new Set([...(results.provenance?.commits ?? []), ...(provenance.commit ? [provenance.commit] : [])]),
+  ];
+  results.provenance = {
+    commit: provenance.commit,
+    dirty:
+      provenance.dirty === null
+        ? null
+        : provenance.dirty || Boolean(results.provenance?.dirty) || commits.length > 1,
+    commits,
   };
   const done = new Set(results.runs.map((r) => r.key));
   const save = () => {
@@ -186,7 +236,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     } finally {
       await lab.destroy();
     }
-    const rec = toRunRecord(p, r, opts.downtimeBudgetMs);
+    const rec = toRunRecord(p, r, opts.downtimeBudgetMs, provenance);
     ran++;
     if (!opts.signal?.aborted || rec.outcome === 'completed') {
       results.runs.push(rec);
@@ -194,7 +244,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
       save();
     }
     log(
-      `  → ${rec.success ? 'success' : rec.outcome}: total ${(rec.totalTimeMs / 1000).toFixed(2)} s, guest downtime ${rec.guestDowntimeMs?.toFixed(0) ?? '-'} ms`,
+      `  → ${rec.success ? 'success' : rec.outcome}: total ${(rec.totalTimeMs / 1000).toFixed(2)} s, guest stall ${rec.totalStallMs?.toFixed(0) ?? '-'} ms (longest silence ${rec.longestSilenceMs?.toFixed(0) ?? '-'} ms), QEMU downtime ${rec.qemuDowntimeMs.toFixed(0)} ms`,
     );
     return rec;
   };

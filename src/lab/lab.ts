@@ -23,7 +23,8 @@ import { LabError } from '../util/errors.js';
 import { buildGuestImage, defaultCacheDir, type GuestImage } from './image.js';
 import { EmulatedLink, LAB_PREFIX, formatLink, labIdPrefix, type LinkSpec } from './link.js';
 import { compareGuestRam, guestRamRanges, type RamComparison, type RamRange } from './ram-compare.js';
-import { SerialConsole, longestGap } from './serial.js';
+import { guestStall, type GuestStall } from './guest-stall.js';
+import { HEARTBEAT_PERIOD_MS, SerialConsole } from './serial.js';
 import { formatWorkload, workloadFootprintMib, type WorkloadSpec } from './workload.js';
 
 export interface LabOptions {
@@ -202,7 +203,12 @@ export interface Verification {
 export interface LabMigrationResult {
   lab: LabInfo;
   migration: MigrationResult;
-  /** Longest heartbeat gap the guest showed across the switch (ms), less the time we held the destination paused to verify it. */
+  /**
+   * What the guest felt, from both consoles' heartbeats over the migration window (guestStall()),
+   * the time we held the destination paused to verify it cut out. Every run, whatever the outcome.
+   */
+  guestStall?: GuestStall;
+  /** The guest's total stall, ms (= guestStall.totalStallMs; the name older readers use). */
   guestDowntimeMs?: number;
   verification?: Verification;
   /** After a cancel or failure: the source's heartbeat went on and its own integrity check passed. */
@@ -229,6 +235,10 @@ export async function migrateLab(
   >,
   hooks: LabMigrationHooks = {},
 ): Promise<LabMigrationResult> {
+  // The guest's pace before the migration is the baseline its slowdown is measured against.
+  const firstBeat = lab.sourceConsole.heartbeats[0]?.at;
+  if (firstBeat !== undefined && firstBeat + BASELINE_MS > performance.now())
+    await sleep(firstBeat + BASELINE_MS - performance.now());
   const tx0 = await lab.link?.txBytes();
   const migration = await new MigrationSession({
     ...session,
@@ -256,13 +266,14 @@ export async function migrateLab(
     // The source must run on: its heartbeat continues and its memory is intact.
     const after = performance.now();
     const sourceRunsOn = await beatsArrive(lab.sourceConsole, after, 3, 5000);
+    const stall = await measureStall(lab, migration, { from: clock.startedAt, to: after + SETTLE_MS });
     const sourceCheck = sourceRunsOn ? await lab.sourceConsole.integrityCheck() : undefined;
-    const guestDowntimeMs = longestGap(lab.sourceConsole.heartbeats, clock.startedAt, after);
     const linkBytes = await linkBytesNow();
     return {
       lab: lab.info,
       migration,
-      guestDowntimeMs,
+      guestStall: stall,
+      guestDowntimeMs: stall.totalStallMs,
       sourceRunsOn,
       sourceCheck,
       linkBytes,
@@ -285,26 +296,23 @@ export async function migrateLab(
   const contAt = performance.now();
   await lab.destination.qmp.execute('cont');
   const heartbeatResumed = await beatsArrive(lab.destinationConsole, contAt, 1, 10_000);
+  // The guest stopped beating on the source at the switch and beats again on the destination after
+  // `cont`; the verification hold in between (destination paused by -S) is ours, not the
+  // migration's, so it is cut out. Measured before the integrity check, which pauses the workload.
+  const arrivedAt = clock.destinationCompletedAt ?? clock.sourceCompletedAt ?? clock.endedAt;
+  const stall = await measureStall(lab, migration, { from: clock.startedAt, to: contAt + SETTLE_MS }, [
+    { from: Math.min(arrivedAt, contAt), to: contAt },
+  ]);
   const guestCheck = heartbeatResumed
     ? await lab.destinationConsole.integrityCheck()
     : { ok: false, line: 'no heartbeat from the destination after cont' };
-
-  // The guest stopped beating on the source at the switch and beats again on the destination after
-  // `cont`; the verification hold in between (destination paused by -S) is ours, not the migration's.
-  const lastSourceBeat =
-    lab.sourceConsole.heartbeats.filter((b) => b.at <= clock.endedAt).at(-1)?.at ?? clock.startedAt;
-  const arrivedAt = clock.destinationCompletedAt ?? clock.sourceCompletedAt ?? clock.endedAt;
-  const firstDestBeat = lab.destinationConsole.beatsAfter(contAt)[0]?.at;
-  const guestDowntimeMs =
-    firstDestBeat === undefined
-      ? undefined
-      : Math.max(0, arrivedAt - lastSourceBeat) + (firstDestBeat - contAt);
   const verification: Verification = { ram, guestCheck, heartbeatResumed };
   const linkBytes = await linkBytesNow();
   return {
     lab: lab.info,
     migration,
-    guestDowntimeMs,
+    guestStall: stall,
+    guestDowntimeMs: heartbeatResumed ? stall.totalStallMs : undefined,
     verification,
     linkBytes,
     tap: lab.tap?.status(),
@@ -315,7 +323,8 @@ export async function migrateLab(
 /**
  * After post-copy the destination ran before the migration completed, so RAM cannot be compared
  * with the source's at one instant: the guest's own check is the verification. The guest felt
- * the switch and every remote page fault as gaps in its heartbeat, on either side.
+ * the switch and every remote page fault as silences in its heartbeat, on either side: the same
+ * total stall as every other run.
  */
 async function verifyPostcopy(
   lab: Lab,
@@ -324,17 +333,18 @@ async function verifyPostcopy(
 ): Promise<LabMigrationResult> {
   const { clock } = migration;
   const heartbeatResumed = await beatsArrive(lab.destinationConsole, clock.endedAt, 1, 10_000);
+  const stall = await measureStall(lab, migration, {
+    from: clock.startedAt,
+    to: clock.endedAt + SETTLE_MS,
+  });
   const guestCheck = heartbeatResumed
     ? await lab.destinationConsole.integrityCheck()
     : { ok: false, line: 'no heartbeat from the destination after post-copy' };
-  const beats = [...lab.sourceConsole.heartbeats, ...lab.destinationConsole.heartbeats].sort(
-    (a, b) => a.at - b.at,
-  );
-  const firstAfter = lab.destinationConsole.beatsAfter(clock.endedAt)[0]?.at ?? performance.now();
   return {
     lab: lab.info,
     migration,
-    guestDowntimeMs: longestGap(beats, clock.startedAt, firstAfter),
+    guestStall: stall,
+    guestDowntimeMs: heartbeatResumed ? stall.totalStallMs : undefined,
     verification: {
       ram: undefined,
       ramSkipped: 'post-copy: the destination ran before completion',
@@ -345,6 +355,45 @@ async function verifyPostcopy(
     tap: lab.tap?.status(),
     success: guestCheck.ok && heartbeatResumed,
   };
+}
+
+/** After completion (or the end), how long the window runs on: late stalls as the guest settles count. */
+const SETTLE_MS = 500;
+/** The guest beats this long on the source before `migrate`, so slowdown has a baseline. */
+const BASELINE_MS = 1000;
+
+/** When pre-copy ended: the policy's first forcing action, else QEMU's own completion. */
+function precopyEnd(m: MigrationResult): number {
+  const forcing = m.decisions.find(
+    (d) => d.action.kind === 'switchover' || d.action.kind === 'postcopy' || d.action.kind === 'pause',
+  );
+  const completed = m.clock.sourceCompletedAt ?? m.clock.endedAt;
+  return forcing ? Math.min(m.clock.startedAt + forcing.atMs, completed) : completed;
+}
+
+/**
+ * Waits out the window (and up to 2 s for a beat after it, so its last silence is closed by the
+ * guest, not by us), then measures the stall from both consoles.
+ */
+async function measureStall(
+  lab: Lab,
+  m: MigrationResult,
+  window: { from: number; to: number },
+  exclude: { from: number; to: number }[] = [],
+): Promise<GuestStall> {
+  const wait = window.to - performance.now();
+  if (wait > 0) await sleep(wait);
+  const after = (c: SerialConsole) => (c.heartbeats.at(-1)?.at ?? -Infinity) >= window.to;
+  const deadline = performance.now() + 2000;
+  while (!after(lab.sourceConsole) && !after(lab.destinationConsole) && performance.now() < deadline)
+    await sleep(20);
+  return guestStall({
+    beats: [...lab.sourceConsole.heartbeats, ...lab.destinationConsole.heartbeats],
+    periodMs: HEARTBEAT_PERIOD_MS,
+    window,
+    exclude,
+    precopyEnd: precopyEnd(m),
+  });
 }
 
 async function waitForHeartbeats(c: SerialConsole, n: number, timeoutMs: number, vm: QemuVm): Promise<void> {

@@ -3,9 +3,14 @@ import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LabError } from '../util/errors.js';
 
+/** The guest workload prints a heartbeat this often (guest/workload.c, HEARTBEAT_NS). */
+export const HEARTBEAT_PERIOD_MS = 50;
+
 export interface Heartbeat {
   seq: number;
   writesPerSec: number;
+  /** The workload's cumulative page writes (its progress), when the line carries it. */
+  writes?: number;
   /** Host time the line arrived (performance.now(), ms). */
   at: number;
 }
@@ -52,9 +57,14 @@ export class SerialConsole extends EventEmitter {
       const text = this.buffer.slice(0, nl).replace(/\r$/, '');
       this.buffer = this.buffer.slice(nl + 1);
       this.lines.push({ text, at });
-      const hb = /^HB (\d+) (\d+)/.exec(text);
+      const hb = /^HB (\d+) (\d+)(?: (\d+))?/.exec(text);
       if (hb) {
-        const beat = { seq: Number(hb[1]), writesPerSec: Number(hb[2]), at };
+        const beat: Heartbeat = {
+          seq: Number(hb[1]),
+          writesPerSec: Number(hb[2]),
+          ...(hb[3] === undefined ? {} : { writes: Number(hb[3]) }),
+          at,
+        };
         this.heartbeats.push(beat);
         this.emit('heartbeat', beat);
       }
@@ -106,7 +116,10 @@ export class SerialConsole extends EventEmitter {
   }
 }
 
-/** The longest gap between consecutive heartbeats within [from, to] (host ms), counting the edges. */
+/**
+ * The longest gap between consecutive heartbeats within [from, to] (host ms), counting the edges.
+ * Migration runs are measured by guestStall() (guest-stall.ts); this stays for the fault matrix.
+ */
 export function longestGap(beats: Heartbeat[], from: number, to: number): number {
   const times = [from, ...beats.map((b) => b.at).filter((t) => t > from && t < to), to];
   let max = 0;

@@ -33,10 +33,29 @@ describe('kvmigrate bench --quick, end to end', () => {
     const frs = results.runs.find((x) => x.workload === 'random:200' && x.policy === 'frs')!;
     const cell = sum.cells.find((c) => c.workload === 'random:200' && c.policy === 'frs')!;
     expect(cell.totalMs.median).toBe(frs.success ? frs.totalTimeMs : NaN);
-    expect(sum.memoryIntensive).toEqual(['random:200']);
+    // The summary runs over the workload set fixed before the run, not over "where stock failed".
+    expect(sum.summary.workloads).toEqual(['random:200', 'idle']);
+    expect(results.config?.workloads).toEqual(['random:200', 'idle']);
+    // Provenance: the commit the code came from and whether the tree was dirty.
+    expect(results.provenance?.commit).toMatch(/^[0-9a-f]{40}$/);
+    expect(typeof results.provenance?.dirty).toBe('boolean');
+    // One guest-felt metric on every run, whatever its outcome; QEMU's own downtime beside it.
+    for (const run of results.runs) {
+      expect(run.totalStallMs, run.key).toEqual(expect.any(Number));
+      expect(run.longestSilenceMs!, run.key).toBeGreaterThan(0);
+      expect(run.sloSuccess).toBe(run.success && run.totalStallMs! <= results.matrix.downtimeBudgetMs);
+      if (run.outcome === 'completed') expect(run.guestDowntimeMs).toBe(run.totalStallMs);
+    }
+    // A completed stop-and-copy of a memory-intensive guest: the guest felt at least QEMU's pause.
+    if (frs.success && frs.qemuDowntimeMs > 200)
+      expect(frs.totalStallMs!).toBeGreaterThan(frs.qemuDowntimeMs * 0.5);
     const csv = readFileSync(path.join(out, 'results.csv'), 'utf8').trim().split('\n');
     expect(csv).toHaveLength(results.runs.length + 1);
+    expect(csv[0]).toContain('totalStallMs,longestSilenceMs,slowdown,qemuDowntimeMs');
     expect(readFileSync(path.join(out, 'report.md'), 'utf8')).toMatch(/\| stock \| 0% \(1\) \|/);
+    const html = readFileSync(path.join(out, 'report.html'), 'utf8');
+    expect(html).not.toContain('<pre>');
+    expect(html).toMatch(/<table>[\s\S]*<th scope="row">stock<\/th>/);
 
     // The HTML is self-contained and its charts render in a real browser.
     const browser = await chromium.launch({
@@ -53,6 +72,7 @@ describe('kvmigrate bench --quick, end to end', () => {
     try {
       const page = await browser.newPage();
       await page.goto(`file://${path.join(out, 'report.html')}`);
+      expect(await page.locator('table').count()).toBeGreaterThanOrEqual(3);
       const charts = await page.locator('figure.chart svg').count();
       expect(charts).toBe(6);
       const marks = await page.locator('figure.chart svg path, figure.chart svg rect').count();

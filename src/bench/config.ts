@@ -1,0 +1,95 @@
+import { z } from 'zod';
+import { UsageError } from '../util/errors.js';
+
+/**
+ * How the headline figures are summarised — fixed before the run and recorded with the results,
+ * never chosen from them (e.g. no "where stock failed" filter: a policy that fails on one of these
+ * workloads gets no geometric mean rather than a flattering one over the rest).
+ */
+export const SummaryConfigSchema = z.object({
+  /** The workloads the geometric means run over. */
+  workloads: z.array(z.string()).min(1),
+  /** Per workload, the median of successful runs against relaxed(L*)'s; then their geometric mean. */
+  statistic: z.literal('geomean-of-median-ratios-vs-relaxed'),
+  /** What every downtime figure, ratio and ranking uses: the guest's total stall. */
+  downtime: z.literal('guest-total-stall'),
+});
+export type SummaryConfig = z.infer<typeof SummaryConfigSchema>;
+
+/** Everything a bench run depends on, as results.json records it. */
+export const BenchConfigSchema = z.object({
+  workloads: z.array(z.string()).min(1),
+  policies: z.array(z.string()).min(1),
+  ramMiB: z.number().int().positive(),
+  link: z.string(),
+  reps: z.number().int().positive(),
+  downtimeBudgetMs: z.number().positive(),
+  deadlineS: z.number().positive(),
+  postcopyPermitted: z.boolean(),
+  tap: z.boolean(),
+  summary: SummaryConfigSchema,
+});
+export type BenchConfig = z.infer<typeof BenchConfigSchema>;
+
+export const DEFAULT_SUMMARY: Omit<SummaryConfig, 'workloads'> = {
+  statistic: 'geomean-of-median-ratios-vs-relaxed',
+  downtime: 'guest-total-stall',
+};
+
+/** The summary over every workload of the run, unless a fixed subset is named. */
+export function summaryConfig(workloads: string[], summaryWorkloads?: string[]): SummaryConfig {
+  const set = summaryWorkloads ?? workloads;
+  const unknown = set.filter((w) => !workloads.includes(w));
+  if (unknown.length)
+    throw new UsageError(
+      `summary workloads not in the run: ${unknown.join(', ')} (run: ${workloads.join(', ')})`,
+    );
+  return { ...DEFAULT_SUMMARY, workloads: [...set] };
+}
+
+/**
+ * The committed configurations of the published benchmarks (docs/results, docs/results-postcopy):
+ * the workload sets they were published with, every one of them in the summary, ≥5 reps.
+ */
+export const BENCH_CONFIGS = {
+  precopy: {
+    workloads: ['random:200', 'hotcold:32:256:90', 'sweep:256:400', 'rate:200:20000'],
+    policies: ['stock', 'relaxed', 'frs', 'mp', 'adaptive', 'oracle'],
+    ramMiB: 512,
+    link: '1gbit',
+    reps: 5,
+    downtimeBudgetMs: 300,
+    deadlineS: 20,
+    postcopyPermitted: false,
+    tap: false,
+    summary: {
+      ...DEFAULT_SUMMARY,
+      workloads: ['random:200', 'hotcold:32:256:90', 'sweep:256:400', 'rate:200:20000'],
+    },
+  },
+  postcopy: {
+    workloads: ['random:200', 'hotcold:32:256:90', 'sweep:256:400', 'burst:200:1000:2500'],
+    policies: ['stock', 'relaxed', 'frs', 'mp', 'adaptive'],
+    ramMiB: 512,
+    link: '1gbit',
+    reps: 5,
+    downtimeBudgetMs: 300,
+    deadlineS: 30,
+    postcopyPermitted: true,
+    tap: false,
+    summary: {
+      ...DEFAULT_SUMMARY,
+      workloads: ['random:200', 'hotcold:32:256:90', 'sweep:256:400', 'burst:200:1000:2500'],
+    },
+  },
+} satisfies Record<string, BenchConfig>;
+
+/** A committed configuration by name. */
+export function benchConfig(name: string): BenchConfig {
+  const c = (BENCH_CONFIGS as Record<string, BenchConfig>)[name];
+  if (!c)
+    throw new UsageError(
+      `unknown bench config '${name}': choose from ${Object.keys(BENCH_CONFIGS).join(', ')}`,
+    );
+  return BenchConfigSchema.parse(structuredClone(c));
+}
