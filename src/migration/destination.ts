@@ -25,7 +25,9 @@ export async function destinationVerdict(opts: {
       if (opts.alive && !opts.alive()) return { verdict: 'gone', detail: 'its QEMU process exited' };
       try {
         const status = MigrationInfoSchema.parse(
-          await qmp.execute('query-migrate', undefined, { timeoutMs: 5000 }),
+          await qmp.execute('query-migrate', undefined, {
+            timeoutMs: Math.max(100, Math.min(5000, deadline - performance.now())),
+          }),
         ).status;
         if (status === 'completed') return { verdict: 'completed', detail: 'it reported completed' };
         if (status === 'failed' || status === 'cancelled')

@@ -7,8 +7,8 @@ const StatusSchema = z.object({ status: z.string().max(64) }).passthrough();
 const MemorySchema = z.object({ 'base-memory': z.number().int().positive() }).passthrough();
 
 /** `query-status`, schema-checked. */
-export async function runState(qmp: QmpClient): Promise<string> {
-  return StatusSchema.parse(await qmp.execute('query-status')).status;
+export async function runState(qmp: QmpClient, timeoutMs?: number): Promise<string> {
+  return StatusSchema.parse(await qmp.execute('query-status', undefined, { timeoutMs })).status;
 }
 
 /** Guest RAM size in bytes (`query-memory-size-summary`). */

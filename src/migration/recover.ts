@@ -29,9 +29,10 @@ interface Side {
 async function inspect(qmp: QmpClient | undefined, unreachable?: Side['unreachable']): Promise<Side> {
   if (!qmp) return { qmp, unreachable };
   try {
+    // A side that does not answer within a few seconds counts as unreachable (not as gone).
     const [state, mig] = await Promise.all([
-      runState(qmp),
-      qmp.execute('query-migrate').then((m) => MigrationInfoSchema.parse(m)),
+      runState(qmp, 3000),
+      qmp.execute('query-migrate', undefined, { timeoutMs: 3000 }).then((m) => MigrationInfoSchema.parse(m)),
     ]);
     return { qmp, runState: state, migration: mig.status ?? 'none' };
   } catch (err) {

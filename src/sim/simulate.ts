@@ -38,6 +38,8 @@ export interface SimOptions {
   scanBytesPerS?: number;
   /** Fixed cost of the stop-and-copy besides sending pages: device state, last sync (ms). */
   switchCostMs?: number;
+  /** Sees every sample the core observes (traces, and replaying a run through another driver). */
+  onObserve?: (info: MigrationInfo, atMs: number) => void;
 }
 
 /** The simulator's decisions are the controller core's. */
@@ -341,6 +343,11 @@ export function simulate(o: SimOptions): SimResult {
       regionCount: Math.ceil(o.ramBytes / PAGE / REGION_PAGES),
     });
   }
+  const observe = (status: string) => {
+    const info = m.sample(status);
+    o.onObserve?.(info, m.t);
+    return core.observe(info, m.t);
+  };
   const sampler = workingSetSampler(setup.workingSetWindowsMs ?? [], o.ramBytes, m);
   let end: ModelEnd | undefined;
   while (!end) {
@@ -352,17 +359,16 @@ export function simulate(o: SimOptions): SimResult {
       if (rule !== 'no') core.regionsDirtied(dirtied);
       if (rule === 'stop') {
         // The guest is stopped: the controller sees QEMU in `device` and cannot act any more.
-        core.observe(m.sample('device'), m.t);
+        observe('device');
         end = m.stopAndCopy(m.paused ? 'completed after pause' : 'QEMU completed the migration');
         break;
       }
       synced = rule === 'synced';
     }
     if (!m.paused) for (const s of sampler(m.t)) core.workingSetMeasured(s);
-    if (synced || m.t % pollMs < stepMs)
-      end = carryOut(core.observe(m.sample('active'), m.t).commands, core, m);
+    if (synced || m.t % pollMs < stepMs) end = carryOut(observe('active').commands, core, m);
   }
-  core.observe(m.sample(end.status), m.t);
+  observe(end.status);
   core.finish(undefined, m.t);
   const ending = core.conclude({
     sourceRunState: end.status === 'completed' ? 'postmigrate' : 'running',

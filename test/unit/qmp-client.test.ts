@@ -10,6 +10,7 @@ import {
   QmpTimeoutError,
   parseQmpTarget,
 } from '../../src/qmp/index.js';
+import { MAX_LINE_CHARS } from '../../src/qmp/client.js';
 
 // A scripted fake QMP server: the protocol edges only. Behaviour tests use real QEMU.
 type Handler = (msg: { execute: string; id?: string; arguments?: unknown }, sock: net.Socket) => void;
@@ -163,6 +164,17 @@ describe('QmpClient against a scripted server', () => {
     const wait = qmp.nextEvent((e) => e.event === 'MIGRATION' && e.data.status === 'completed', 1000);
     await qmp.execute('stop');
     await expect(wait).resolves.toMatchObject({ event: 'MIGRATION' });
+  });
+});
+
+describe('QmpClient bounds', () => {
+  it('drops a peer whose line never ends (over MAX_LINE_CHARS)', async () => {
+    const sock = await fakeServer((_msg, s) => {
+      s.write('{"return": "' + 'x'.repeat(MAX_LINE_CHARS + 10));
+    });
+    const qmp = await QmpClient.connect(sock);
+    await expect(qmp.execute('query-status')).rejects.toThrow(/over \d+ characters/);
+    expect(qmp.isClosed).toBe(true);
   });
 });
 
