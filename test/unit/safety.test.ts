@@ -69,12 +69,12 @@ describe('a source whose guest may have moved is resumed only when the destinati
   });
 
   it('source completed, destination process gone → the source (intact, stopped) is resumed', async () => {
-    let dst: FakeQemu | undefined;
+    const peers: { dst?: FakeQemu } = {};
     const { source, destination, s, d } = await pair(
-      sourceThat('completed', 3, () => dst!.vanish()),
+      sourceThat('completed', 3, () => peers.dst!.vanish()),
       () => undefined,
     );
-    dst = destination;
+    peers.dst = destination;
     const r = await session(s, d).run();
     expect(r.guestRunsOn).toBe('source');
     expect(r.outcome).toBe('failed');
