@@ -330,7 +330,7 @@ export async function reportHtml(results: Results, sum: Summary = summarize(resu
 <style>
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:1400px}
 figure{margin:1.5rem 0}
-table{border-collapse:collapse;margin:0.5rem 0 1.5rem;font-size:13px}
+table{border-collapse:collapse;margin:0.5rem 0 1.5rem;font-size:13px;display:block;max-width:100%;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:0.25rem 0.5rem;text-align:left;vertical-align:top}
 thead th{background:#f3f3f3}
 tbody th{font-weight:normal}
