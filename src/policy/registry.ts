@@ -5,12 +5,16 @@ import { autoConverge } from './auto-converge.js';
 import { frs } from './frs.js';
 import { mp } from './mp.js';
 import { kubevirt } from './kubevirt.js';
+import { kubevirtRamp } from './kubevirt-ramp.js';
+import { kubevirtStall } from './kubevirt-stall.js';
 import { nova } from './nova.js';
 import { postcopyAfter } from './postcopy-after.js';
+import { proxmox } from './proxmox.js';
 import { relaxed } from './relaxed.js';
 import { stock } from './stock.js';
 import { switchAtPass } from './switch-at-pass.js';
 import type { Policy } from './types.js';
+import { xen } from './xen.js';
 
 /** A policy name or option is wrong (a usage error: exit 2, nothing changed). */
 export class PolicyConfigError extends UsageError {
@@ -19,10 +23,22 @@ export class PolicyConfigError extends UsageError {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export const POLICIES: Record<string, Policy<any>> = Object.fromEntries(
-  [stock, relaxed, nova, kubevirt, autoConverge, postcopyAfter, switchAtPass, frs, mp, adaptive].map((p) => [
-    p.name,
-    p,
-  ]),
+  [
+    stock,
+    relaxed,
+    nova,
+    kubevirt,
+    autoConverge,
+    postcopyAfter,
+    switchAtPass,
+    frs,
+    mp,
+    adaptive,
+    kubevirtStall,
+    kubevirtRamp,
+    proxmox,
+    xen,
+  ].map((p) => [p.name, p]),
 );
 
 export interface ResolvedPolicy<C = unknown> {

@@ -109,6 +109,13 @@ export interface PolicySetup {
   autoConverge: boolean;
   /** Extra `migrate-set-parameters` values (e.g. the auto-converge throttle steps). */
   parameters?: Record<string, number>;
+  /**
+   * Turn QEMU's `xbzrle` capability on before `migrate`, with `xbzrle-cache-size` = `cacheRamShare`
+   * × the guest's RAM in bytes, rounded up to a power of two when `roundUpToPowerOf2` (Proxmox: 10%
+   * of RAM, rounded up). The driver sizes the cache (the setup does not know the RAM size):
+   * `xbzrleCacheBytes` in `proxmox.ts` computes it.
+   */
+  xbzrle?: { cacheRamShare: number; roundUpToPowerOf2: boolean };
 }
 
 export interface Policy<C = unknown> {
