@@ -9,18 +9,29 @@ export interface Leftovers {
   netns: string[];
   links: string[];
   dirs: string[];
+  /** The libvirt lab's daemons (libvirtd -f /etc/libvirt/kvmm-*.conf). */
+  libvirtdPids?: number[];
 }
 
-/** Finds what labs left behind, by name prefix: QEMU processes named kvmm-*, netns, veth, temp dirs. */
+/**
+ * Finds what labs left behind, by name prefix: QEMU processes named kvmm-* (`-name kvmm-…`, or
+ * `-name guest=kvmm-…,…` when libvirt started them), the libvirt lab's libvirtd processes, netns,
+ * veth, temp dirs.
+ */
 export async function findLeftovers(): Promise<Leftovers> {
   const qemuPids: number[] = [];
+  const libvirtdPids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
       const i = argv.indexOf('-name');
-      if (/qemu-system/.test(argv[0] ?? '') && i >= 0 && argv[i + 1]?.startsWith(`${LAB_PREFIX}-`))
+      const name = (argv[i + 1] ?? '').replace(/^guest=/, '');
+      if (/qemu-system/.test(argv[0] ?? '') && i >= 0 && name.startsWith(`${LAB_PREFIX}-`))
         qemuPids.push(Number(entry));
+      const f = argv.indexOf('-f');
+      if (/(^|\/)libvirtd$/.test(argv[0] ?? '') && argv[f + 1]?.startsWith(`/etc/libvirt/${LAB_PREFIX}-`))
+        libvirtdPids.push(Number(entry));
     } catch {
       /* gone */
     }
@@ -36,13 +47,13 @@ export async function findLeftovers(): Promise<Leftovers> {
   const dirs = readdirSync(os.tmpdir())
     .filter((d) => d.startsWith(`${LAB_PREFIX}-`))
     .map((d) => path.join(os.tmpdir(), d));
-  return { qemuPids, netns, links, dirs };
+  return { qemuPids, netns, links, dirs, libvirtdPids };
 }
 
 /** Removes every lab leftover (for after a crash or SIGKILL). Returns what it removed. */
 export async function cleanLeftovers(): Promise<Leftovers> {
   const found = await findLeftovers();
-  for (const pid of found.qemuPids) {
+  for (const pid of [...found.qemuPids, ...(found.libvirtdPids ?? [])]) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
