@@ -16,6 +16,8 @@ export interface Beat {
   at: number;
   /** The workload's cumulative write count at that beat, when it reports one. */
   writes?: number;
+  /** The guest's heartbeat counter, when known: a line that repeats an old one is not a beat. */
+  seq?: number;
 }
 
 export interface Interval {
@@ -94,16 +96,32 @@ function rate(beats: readonly Beat[], basis: 'writes' | 'heartbeats'): number | 
   return (last.writes - first.writes) / dt;
 }
 
+/**
+ * Drops lines whose counter is not above every earlier one: a heartbeat replayed from a console
+ * buffer after the switch shows nothing about the guest running now.
+ */
+function fresh(sorted: Beat[]): Beat[] {
+  let top = -Infinity;
+  return sorted.filter((b) => {
+    if (b.seq === undefined) return true;
+    if (b.seq <= top) return false;
+    top = b.seq;
+    return true;
+  });
+}
+
 export function guestStall(input: GuestStallInput): GuestStall {
   const { periodMs } = input;
   if (!(periodMs > 0)) throw new RangeError(`heartbeat period must be positive, not ${periodMs}`);
   const map = timeline(input.exclude ?? []);
   const from = map(input.window.from);
   const to = map(input.window.to);
-  const beats = input.beats
-    .filter((b) => Number.isFinite(b.at))
-    .map((b) => ({ ...b, at: map(b.at) }))
-    .sort((a, b) => a.at - b.at);
+  const beats = fresh(
+    input.beats
+      .filter((b) => Number.isFinite(b.at))
+      .map((b) => ({ ...b, at: map(b.at) }))
+      .sort((a, b) => a.at - b.at),
+  );
 
   // Silences between consecutive beats. With no beat before the window, its start stands in for
   // one (nothing is known earlier); with none after a silence, the window's end closes it.

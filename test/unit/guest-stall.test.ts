@@ -119,6 +119,15 @@ describe('guestStall: total stall', () => {
     expect(r.longestSilenceMs).toBe(50);
   });
 
+  it('a line repeating an old heartbeat (replayed console buffer) is not a beat', () => {
+    const src = beats(0, 2000).map((b, i) => ({ ...b, seq: i + 1 }));
+    const dst = beats(2400, 4000).map((b, i) => ({ ...b, seq: src.length + 1 + i }));
+    const replay = { at: 2010, seq: src.length };
+    expect(run([...src, replay, ...dst]).totalStallMs).toBe(400);
+    // Without counters a line is taken at its word.
+    expect(run([...src, { at: 2010 }, ...dst]).totalStallMs).toBe(340);
+  });
+
   it('rejects a non-positive period', () => {
     expect(() => guestStall({ beats: [], periodMs: 0, window: { from: 0, to: 1 } })).toThrow(RangeError);
   });
