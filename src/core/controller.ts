@@ -1,5 +1,5 @@
 import type { ResolvedPolicy } from '../policy/registry.js';
-import type { Action, ControllerState, PolicySetup, RegionHistory } from '../policy/types.js';
+import type { Action, ControllerState, PassRecord, PolicySetup, RegionHistory } from '../policy/types.js';
 import { admit, type Command, type Latches } from './action-rules.js';
 import { resolveEnding, type DestinationVerdict, type Ending } from './ending.js';
 import { PassTracker } from './pass-tracker.js';
@@ -16,6 +16,22 @@ export interface Decision {
 
 export type DeadlineAction = 'abort' | 'switchover' | 'postcopy';
 
+/** What an operator may ask of a running migration (the control socket, `kvmigrate ctl`). */
+export type OperatorRequest =
+  /** Finish now: stop-and-copy (downtime-limit to QEMU's maximum), whatever the policy says. */
+  | { kind: 'force-complete' }
+  | { kind: 'postcopy' }
+  | { kind: 'abort' }
+  | { kind: 'set-downtime'; downtimeLimitMs: number };
+
+/** What the core reports as it goes, for event streams and metrics (drivers add samples and the outcome). */
+export type CoreEvent =
+  | { type: 'pass'; pass: PassRecord }
+  | { type: 'decision'; decision: Decision }
+  | { type: 'command'; command: Command; atMs: number }
+  | { type: 'status'; status: string; atMs: number }
+  | { type: 'workingSet'; sample: WorkingSetSample };
+
 export interface ControllerConfig {
   policy: ResolvedPolicy;
   downtimeBudgetMs: number;
@@ -28,6 +44,7 @@ export interface ControllerConfig {
   stallTimeoutMs?: number;
   ramBytes: number;
   onDecision?: (d: Decision) => void;
+  onEvent?: (e: CoreEvent) => void;
 }
 
 export interface WorkingSetSample {
@@ -71,6 +88,7 @@ export class Controller {
   private statusLog: { status: string; atMs: number }[] = [];
   private lastInfo: MigrationInfo = {};
   private lastState: ControllerState | undefined;
+  private lastStatus: string | undefined;
 
   constructor(private readonly cfg: ControllerConfig) {
     const { policy } = cfg;
@@ -99,6 +117,11 @@ export class Controller {
     const before = this.tracker.passes.length;
     const atPassEnd = this.tracker.observe(info, atMs, this.latches.downtimeLimitMs);
     this.fileRegions(this.tracker.passes.length - before);
+    for (const pass of this.tracker.passes.slice(before)) this.cfg.onEvent?.({ type: 'pass', pass });
+    if (status !== this.lastStatus) {
+      this.lastStatus = status;
+      this.cfg.onEvent?.({ type: 'status', status, atMs });
+    }
     if (TERMINAL_STATUSES.has(status) || status === 'postcopy-paused') return { commands: [], done: true };
     this.track(info, atMs);
     const state = this.state(info, atMs, atPassEnd);
@@ -109,6 +132,15 @@ export class Controller {
     const action = this.cfg.policy.policy.decide(state, this.cfg.policy.config);
     if (action.kind !== 'continue' || atPassEnd) this.log(state, action);
     return { commands: action.kind === 'continue' ? [] : this.apply(action, state, false), done: false };
+  }
+
+  /** A note in the decision log from the driver (e.g. a reconnect): no action, a reason. */
+  note(reason: string, atMs: number): void {
+    const state = this.lastState;
+    this.log(
+      { ...(state ?? this.state(this.lastInfo, atMs, false)), elapsedMs: atMs },
+      { kind: 'continue', reason },
+    );
   }
 
   /** A status-change event (QMP `MIGRATION`, libvirt lifecycle): kept for latencies, latches post-copy. */
@@ -124,6 +156,7 @@ export class Controller {
 
   /** A calc-dirty-rate result: one point of the working-set curve. */
   workingSetMeasured(sample: WorkingSetSample): void {
+    this.cfg.onEvent?.({ type: 'workingSet', sample });
     this.workingSet.push(sample);
     if (this.workingSet.length > WORKING_SET_KEPT) this.workingSet.shift();
   }
@@ -161,6 +194,33 @@ export class Controller {
     this.endReason = `controller lost contact with the source: ${why}`;
     const action: Action = { kind: 'abort', reason: this.endReason };
     return this.apply(action, this.lastState ?? this.state(this.lastInfo, atMs, false), true);
+  }
+
+  /**
+   * An operator's request, applied at once through the same action rules as any policy's action
+   * (no cancel in post-copy, post-copy only with the capability). Returns the commands and, when
+   * refused, why.
+   */
+  request(req: OperatorRequest, atMs: number): { commands: Command[]; refused?: string } {
+    const action: Action =
+      req.kind === 'force-complete'
+        ? { kind: 'switchover', reason: 'operator: force-complete' }
+        : req.kind === 'set-downtime'
+          ? {
+              kind: 'setDowntimeLimit',
+              downtimeLimitMs: req.downtimeLimitMs,
+              reason: `operator: set-downtime ${req.downtimeLimitMs} ms`,
+            }
+          : { kind: req.kind, reason: `operator: ${req.kind}` };
+    const state = this.lastState ?? this.state(this.lastInfo, atMs, false);
+    const now = { ...state, elapsedMs: atMs };
+    this.log(now, action);
+    const verdict = admit(action, now, this.latches, this.applied);
+    if (verdict.refused) this.log(now, { kind: 'continue', reason: verdict.refused });
+    if (req.kind === 'abort' && !verdict.refused && verdict.commands.length)
+      this.endReason = 'aborted by the operator';
+    for (const command of verdict.commands) this.cfg.onEvent?.({ type: 'command', command, atMs });
+    return verdict;
   }
 
   /** Closes the pass under way at the end (the stop-and-copy pass, or the last one before a cancel). */
@@ -279,9 +339,11 @@ export class Controller {
     if (safety) this.log(state, action);
     const verdict = admit(action, state, this.latches, this.applied);
     if (verdict.refused && safety) {
-      // Say why a safety action did nothing (e.g. no cancel during post-copy), once per kind.
+      // Say why a safety action did nothing (e.g. no cancel during post-copy).
       this.log(state, { kind: 'continue', reason: verdict.refused });
     }
+    for (const command of verdict.commands)
+      this.cfg.onEvent?.({ type: 'command', command, atMs: state.elapsedMs });
     return verdict.commands;
   }
 
@@ -289,6 +351,7 @@ export class Controller {
     const d = { atMs: state.elapsedMs, pass: state.currentPass, action };
     this.decisions.push(d);
     this.cfg.onDecision?.(d);
+    this.cfg.onEvent?.({ type: 'decision', decision: d });
   }
 
   /** Files the regions seen during the pass(es) that just closed. */

@@ -1,5 +1,5 @@
 import type { PassRecord } from '../policy/types.js';
-import type { Decision, WorkingSetSample } from './controller.js';
+import type { CoreEvent, Decision, WorkingSetSample } from './controller.js';
 import type { GuestRunsOn, Outcome } from './ending.js';
 
 /** One migration as a driver reports it: what happened, where the guest runs, every pass and decision. */
@@ -51,3 +51,11 @@ export interface Progress {
   dirtyPagesRate: number;
   lastDecision?: Decision;
 }
+
+/**
+ * Everything a run reports as it goes, in order: the core's events (passes, decisions, commands,
+ * status changes, working-set samples), the driver's polls, and finally the outcome. What
+ * `--events` streams and metrics count.
+ */
+export type RunEvent =
+  CoreEvent | { type: 'progress'; progress: Progress } | { type: 'outcome'; result: MigrationResult };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { xbzrleCacheBytes } from '../policy/proxmox.js';
 import type { PolicySetup } from '../policy/types.js';
 import type { QmpClient } from '../qmp/index.js';
 
@@ -8,7 +9,7 @@ const CapabilitiesSchema = z
 const ParametersSchema = z.record(z.string(), z.unknown());
 
 /** The capabilities the controller sets; the only ones it puts back. */
-const OURS = ['events', 'postcopy-ram', 'auto-converge'];
+const OURS = ['events', 'postcopy-ram', 'auto-converge', 'xbzrle'];
 
 export interface SavedSettings {
   capabilities: { capability: string; state: boolean }[];
@@ -38,7 +39,17 @@ export function capabilitiesFor(setup: PolicySetup, side: 'source' | 'destinatio
     { capability: 'events', state: true },
     { capability: 'postcopy-ram', state: setup.postcopy },
     ...(side === 'source' && setup.autoConverge ? [{ capability: 'auto-converge', state: true }] : []),
+    // XBZRLE encodes on the source; the destination decodes whatever arrives.
+    ...(side === 'source' && setup.xbzrle ? [{ capability: 'xbzrle', state: true }] : []),
   ];
+}
+
+/** The parameters a policy's setup sets before `migrate`, beyond downtime-limit and bandwidth. */
+export function setupParameters(setup: PolicySetup, ramBytes: number): Record<string, number> {
+  return {
+    ...setup.parameters,
+    ...(setup.xbzrle ? { 'xbzrle-cache-size': xbzrleCacheBytes(setup.xbzrle, ramBytes) } : {}),
+  };
 }
 
 /**

@@ -1,20 +1,32 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Controller, type Command, type DeadlineAction, type Decision } from '../core/controller.js';
+import {
+  Controller,
+  type Command,
+  type DeadlineAction,
+  type Decision,
+  type OperatorRequest,
+} from '../core/controller.js';
 import type { Ending } from '../core/ending.js';
-import type { MigrationResult, Progress } from '../core/result.js';
+import type { MigrationResult, Progress, RunEvent } from '../core/result.js';
 import { MigrationInfoSchema, type MigrationInfo } from '../core/sample.js';
 import { checkMigrationUri } from '../core/uri.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
 import { QmpClient, QmpConnectionError, QmpError, QmpTimeoutError, type QmpEvent } from '../qmp/index.js';
 import { MigrationSetupError } from '../util/errors.js';
 import { destinationVerdict } from './destination.js';
-import { capabilitiesFor, restoreSettings, saveSettings, type SavedSettings } from './parameters.js';
+import {
+  capabilitiesFor,
+  restoreSettings,
+  saveSettings,
+  setupParameters,
+  type SavedSettings,
+} from './parameters.js';
 import { preflight, runState } from './preflight.js';
 import type { RegionSource } from './region-sampler.js';
 import { sampleWorkingSet } from './working-set-sampler.js';
 
 export { MigrationSetupError };
-export type { Decision, MigrationResult, Progress };
+export type { Decision, MigrationResult, Progress, RunEvent };
 export type { GuestRunsOn, Outcome } from '../core/ending.js';
 
 /** A max-bandwidth so high that the link, not QEMU, sets the rate (bytes/s): what the lab uses. */
@@ -64,6 +76,8 @@ export interface SessionOptions {
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   onDecision?: (d: Decision) => void;
+  /** Every event of the run as it happens (passes, decisions, commands, polls, the outcome). */
+  onEvent?: (e: RunEvent) => void;
 }
 
 /** Reconnects to a source whose QMP connection dropped; QEMU answers new clients only between stop-and-copy work. */
@@ -125,6 +139,7 @@ export class MigrationSession {
       stallTimeoutMs: this.opts.stallTimeoutMs,
       ramBytes: pre.ramBytes,
       onDecision: this.opts.onDecision,
+      onEvent: this.opts.onEvent,
     });
     const saved = await this.saveAll();
     let migrationOver = false;
@@ -161,12 +176,44 @@ export class MigrationSession {
     }
   }
 
+  /**
+   * An operator's request while the migration runs (control socket): through the core's action
+   * rules, carried out at once. Resolves with what was done or why it was refused.
+   */
+  async request(req: OperatorRequest): Promise<{ accepted: boolean; detail: string }> {
+    if (!this.core || this.startedAt === 0)
+      return { accepted: false, detail: 'the migration has not started yet' };
+    const v = this.core.request(req, this.elapsed());
+    if (v.refused) return { accepted: false, detail: v.refused };
+    await this.execute(v.commands);
+    this.wake?.();
+    return {
+      accepted: true,
+      detail: v.commands.length ? v.commands.map((c) => c.kind).join(', ') : 'nothing to change',
+    };
+  }
+
+  /** The controller's view right now (control socket `status`). */
+  get status():
+    | { elapsedMs: number; pass: number; status: string; downtimeLimitMs: number; postcopy: boolean }
+    | undefined {
+    const s = this.core?.latestState;
+    if (!s) return undefined;
+    return {
+      elapsedMs: s.elapsedMs,
+      pass: s.currentPass,
+      status: s.status,
+      downtimeLimitMs: this.core.downtimeLimitMs,
+      postcopy: this.core.postcopyLatched,
+    };
+  }
+
   private async saveAll(): Promise<{ source: SavedSettings; destination: SavedSettings }> {
     const names = [
       'downtime-limit',
       ...(this.opts.maxBandwidthBps !== undefined ? ['max-bandwidth'] : []),
       ...(this.opts.postcopyBandwidthBps !== undefined ? ['max-postcopy-bandwidth'] : []),
-      ...Object.keys(this.core.setup.parameters ?? {}),
+      ...Object.keys(setupParameters(this.core.setup, this.ramBytes)),
     ];
     const [source, destination] = await Promise.all([
       saveSettings(this.opts.source, names),
@@ -193,7 +240,7 @@ export class MigrationSession {
       'downtime-limit': Math.round(setup.downtimeLimitMs),
       ...bw('max-bandwidth', this.opts.maxBandwidthBps),
       ...bw('max-postcopy-bandwidth', this.opts.postcopyBandwidthBps),
-      ...setup.parameters,
+      ...setupParameters(setup, this.ramBytes),
     });
     if (!this.opts.incomingUri) return;
     try {
@@ -268,7 +315,7 @@ export class MigrationSession {
     await this.execute(step.commands);
     const state = this.core.latestState;
     if (state) {
-      this.opts.onProgress?.({
+      const progress: Progress = {
         elapsedMs: state.elapsedMs,
         status: state.status,
         pass: state.currentPass,
@@ -278,7 +325,9 @@ export class MigrationSession {
         bandwidthBps: state.bandwidthBps,
         dirtyPagesRate: info.ram?.['dirty-pages-rate'] ?? 0,
         lastDecision: this.core.decisions.at(-1),
-      });
+      };
+      this.opts.onProgress?.(progress);
+      this.opts.onEvent?.({ type: 'progress', progress });
     }
     return step.done;
   }
@@ -404,7 +453,13 @@ export class MigrationSession {
     const endedAt = performance.now();
     await this.carryOut(ending);
     const cpu = process.cpuUsage(cpu0);
-    return this.result(ending, endedAt, ((cpu.user + cpu.system) / 1000 / (endedAt - this.startedAt)) * 100);
+    const result = this.result(
+      ending,
+      endedAt,
+      ((cpu.user + cpu.system) / 1000 / (endedAt - this.startedAt)) * 100,
+    );
+    this.opts.onEvent?.({ type: 'outcome', result });
+    return result;
   }
 
   private async carryOut(ending: Ending): Promise<void> {

@@ -197,3 +197,20 @@ describe('migration URIs', () => {
     expect(() => checkMigrationUri('tcp:h:1\nexec:x')).toThrow(/control characters/);
   });
 });
+
+describe('operator requests go through the same rules', () => {
+  it('force-complete raises the limit; abort is refused once post-copy began; set-downtime is bounded', () => {
+    const events: string[] = [];
+    const c = core({ onEvent: (e) => events.push(e.type) });
+    c.observe(sample('active', 1, 1), 10);
+    expect(c.request({ kind: 'force-complete' }, 20).commands).toEqual([
+      { kind: 'setDowntimeLimit', downtimeLimitMs: 2_000_000 },
+    ]);
+    expect(c.request({ kind: 'postcopy' }, 30).refused).toMatch(/not permitted/);
+    c.observe(sample('postcopy-active', 2, 2), 40);
+    expect(c.request({ kind: 'abort' }, 50)).toMatchObject({ commands: [], refused: /cannot be cancelled/ });
+    expect(events).toContain('command');
+    expect(events).toContain('pass');
+    expect(c.decisions.some((d) => d.action.reason === 'operator: force-complete')).toBe(true);
+  });
+});
