@@ -197,16 +197,22 @@ export class LibvirtLabGuest {
   async verifyOnDestination(destinationPid: number, resume: () => Promise<void>): Promise<DestinationCheck> {
     this.destinationRam = await GuestRamFile.open(destinationPid, this.ramBytes);
     const ram = await compareRamFiles(this.sourceRam, this.destinationRam);
-    this.destinationConsole = await SerialConsole.connect(
-      this.pair.destination.hostPath(serialSocketInside(this.name)),
-    );
+    const console = await this.connectDestinationConsole();
     const resumedAt = performance.now();
     await resume();
-    const heartbeatResumed = await this.waitForBeats(1, 10_000, this.destinationConsole, resumedAt);
+    const heartbeatResumed = await this.waitForBeats(1, 10_000, console, resumedAt);
     const guestCheck = heartbeatResumed
-      ? await this.destinationConsole.integrityCheck()
+      ? await console.integrityCheck()
       : { ok: false, line: 'no heartbeat from the destination after resume' };
     return { ram, heartbeatResumed, guestCheck };
+  }
+
+  /** The guest's console on the destination daemon (its QEMU must be running there). */
+  async connectDestinationConsole(): Promise<SerialConsole> {
+    this.destinationConsole ??= await SerialConsole.connect(
+      this.pair.destination.hostPath(serialSocketInside(this.name)),
+    );
+    return this.destinationConsole;
   }
 
   async close(): Promise<void> {

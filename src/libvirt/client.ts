@@ -30,6 +30,7 @@ import { z } from 'zod';
 import type { MigrationInfo } from '../core/sample.js';
 import {
   LibvirtError,
+  LibvirtUnreachableError,
   LibvirtUsageError,
   NotMigratingError,
   SameHostError,
@@ -74,7 +75,11 @@ export interface MigrationOptions {
 }
 
 export interface MigrationOutcome {
-  outcome: 'completed' | 'failed' | 'cancelled';
+  /**
+   * 'unknown' when the connection to the source daemon broke before libvirt answered: the job
+   * may still run, have completed or failed. Ask the daemons (both) before resuming anything.
+   */
+  outcome: 'completed' | 'failed' | 'cancelled' | 'unknown';
   /** libvirt's one-line reason when not completed. */
   error?: string;
   /** The job's final statistics from the job-completed event, when it arrived. */
@@ -233,7 +238,7 @@ export class LibvirtClient extends EventEmitter {
         const e = this.mapError(err, name);
         const cancelled = e.libvirtCode === ERR.operationAborted || /cancel|abort/i.test(e.message);
         return {
-          outcome: cancelled ? 'cancelled' : 'failed',
+          outcome: e instanceof LibvirtUnreachableError ? 'unknown' : cancelled ? 'cancelled' : 'failed',
           error: e.message,
           final,
           endedAt: performance.now(),
@@ -243,7 +248,11 @@ export class LibvirtClient extends EventEmitter {
     return { domain: name, startedAt, done };
   }
 
-  /** virDomainMigrateSetMaxDowntime: raising it mid-migration makes QEMU switch over (ms). */
+  /**
+   * virDomainMigrateSetMaxDowntime: raising it mid-migration makes QEMU switch over (ms).
+   * libvirt accepts it without a job too (it sets QEMU's downtime-limit for the next migration,
+   * and nothing resets it then), so callers that may race the job's end check the job first.
+   */
   async setMaxDowntime(name: string, ms: number): Promise<void> {
     const value = DowntimeMs.parse(ms);
     await this.migrationAction(name, (dom) =>
