@@ -1,17 +1,10 @@
 import { closeSync, openSync, readSync } from 'node:fs';
-import type { RamRange } from '../lab/ram-compare.js';
+import type { RamRange } from '../qemu/guest-ram.js';
+import type { RegionSource } from '../core/regions.js';
+
+export type { RegionSource };
 
 const PAGE = 4096;
-
-/** Where region-level dirty sets come from; the session asks it while a policy wants them. */
-export interface RegionSource {
-  readonly source: 'tap' | 'sampling';
-  readonly regionBytes: number;
-  readonly regionCount: number;
-  /** Regions seen changed since the previous call. */
-  changed(): number[];
-  close(): void;
-}
 
 /**
  * Host-side sampling of guest RAM: every call reads a few fixed pages of every region through

@@ -22,7 +22,7 @@ import {
   type SavedSettings,
 } from './parameters.js';
 import { preflight, runState } from './preflight.js';
-import type { RegionSource } from './region-sampler.js';
+import type { RegionSource } from '../core/regions.js';
 import { sampleWorkingSet } from './working-set-sampler.js';
 
 export { MigrationSetupError };

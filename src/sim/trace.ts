@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import type { MigrationResult } from '../migration/session.js';
+import type { MigrationResult } from '../core/result.js';
 import { UsageError } from '../util/errors.js';
 import { TCG_GUEST, type PageClass } from './model.js';
 

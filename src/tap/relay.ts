@@ -1,5 +1,5 @@
 import net from 'node:net';
-import type { RegionSource } from '../migration/region-sampler.js';
+import type { RegionSource } from '../core/regions.js';
 import { MigrationStreamParser } from './parser.js';
 
 export interface TapStatus {
