@@ -1,5 +1,9 @@
 import { run, runQuietly } from '../util/exec.js';
-import { LabError, UsageError } from '../util/errors.js';
+import { LabError } from '../util/errors.js';
+import type { LinkSpec } from '../util/specs.js';
+
+// The link spec is shared with the simulator and the bench: it lives in util/specs.
+export { formatLink, parseLink, type LinkSpec } from '../util/specs.js';
 
 /** Name prefix of every netns, veth and temp dir the lab makes; `lab clean` removes what carries it. */
 export const LAB_PREFIX = 'kvmm';
@@ -10,45 +14,6 @@ export const LAB_PREFIX = 'kvmm';
  */
 export function labIdPrefix(): string {
   return (process.env.KVMIGRATE_LAB_TAG ?? '').replace(/[^a-z0-9]/g, '').slice(0, 2);
-}
-
-export interface LinkSpec {
-  /** Source → destination rate in Mbit/s; undefined = no emulated link (loopback, unlimited). */
-  rateMbit?: number;
-  delayMs?: number;
-  lossPct?: number;
-}
-
-/** Parses `1gbit`, `256mbit`, `2.5gbit`, `none`, optionally `,delay=1ms,loss=0.1%`. */
-export function parseLink(text: string): LinkSpec {
-  const [rate, ...opts] = text.trim().toLowerCase().split(',');
-  const spec: LinkSpec = {};
-  if (rate !== 'none') {
-    const m = /^(\d+(?:\.\d+)?)(g|m)bit$/.exec(rate ?? '');
-    if (!m)
-      throw new UsageError(
-        `bad link '${text}': use e.g. 1gbit, 256mbit, 2.5gbit or none, optionally ,delay=1ms`,
-      );
-    spec.rateMbit = Number(m[1]) * (m[2] === 'g' ? 1000 : 1);
-    if (spec.rateMbit <= 0) throw new UsageError(`bad link '${text}': the rate must be above 0`);
-  }
-  for (const opt of opts) {
-    const d = /^delay=(\d+(?:\.\d+)?)ms$/.exec(opt);
-    const l = /^loss=(\d+(?:\.\d+)?)%$/.exec(opt);
-    if (d) spec.delayMs = Number(d[1]);
-    else if (l) spec.lossPct = Number(l[1]);
-    else throw new UsageError(`bad link option '${opt}' in '${text}': use delay=<ms>ms or loss=<pct>%`);
-  }
-  return spec;
-}
-
-export function formatLink(l: LinkSpec): string {
-  const parts = [
-    l.rateMbit === undefined ? 'none' : l.rateMbit >= 1000 ? `${l.rateMbit / 1000}gbit` : `${l.rateMbit}mbit`,
-  ];
-  if (l.delayMs !== undefined) parts.push(`delay=${l.delayMs}ms`);
-  if (l.lossPct !== undefined) parts.push(`loss=${l.lossPct}%`);
-  return parts.join(',');
 }
 
 /**

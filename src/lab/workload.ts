@@ -1,62 +1,8 @@
-import { UsageError } from '../util/errors.js';
-
-/** The guest program's dirty patterns; the string is passed verbatim on the kernel command line. */
-export type WorkloadSpec =
-  | { kind: 'idle' }
-  | { kind: 'random'; mib: number }
-  | { kind: 'hotcold'; hotMib: number; coldMib: number; hotPct: number; pagesPerSec?: number }
-  | { kind: 'rate'; mib: number; pagesPerSec: number }
-  | { kind: 'sweep'; mib: number; mbps: number }
-  | { kind: 'phase'; mib: number; hotMib: number; periodS: number }
-  | { kind: 'burst'; mib: number; onMs: number; offMs: number };
-
-const FORMS: Record<string, string[]> = {
-  idle: [],
-  random: ['mib'],
-  hotcold: ['hotMib', 'coldMib', 'hotPct', 'pagesPerSec?'],
-  rate: ['mib', 'pagesPerSec'],
-  sweep: ['mib', 'mbps'],
-  phase: ['mib', 'hotMib', 'periodS'],
-  burst: ['mib', 'onMs', 'offMs'],
-};
-
-export const WORKLOAD_FORMS =
-  'idle, random:<MiB>, hotcold:<hotMiB>:<coldMiB>:<hotPct>[:<pagesPerSec>], rate:<MiB>:<pagesPerSec>, sweep:<MiB>:<MBps>, phase:<MiB>:<hotMiB>:<periodS>, burst:<MiB>:<onMs>:<offMs>';
-
-export function parseWorkload(text: string): WorkloadSpec {
-  const [kind, ...rest] = text.trim().split(':');
-  const fields = kind ? FORMS[kind] : undefined;
-  const bad = (why: string) =>
-    new UsageError(`unknown workload '${text}': ${why}; use one of ${WORKLOAD_FORMS}`);
-  if (!fields) throw bad(`no workload named '${kind}'`);
-  const required = fields.filter((f) => !f.endsWith('?')).length;
-  if (rest.length < required || rest.length > fields.length) {
-    throw bad(
-      `${kind} takes ${required === fields.length ? required : `${required} or ${fields.length}`} number(s)`,
-    );
-  }
-  const nums = rest.map((r) => (/^\d+$/.test(r) ? Number(r) : NaN));
-  if (nums.some((n) => !Number.isFinite(n))) throw bad('parameters must be whole numbers');
-  const spec = Object.fromEntries([
-    ['kind', kind],
-    ...rest.map((_, i) => [fields[i]!.replace('?', ''), nums[i]]),
-  ]) as WorkloadSpec;
-  if (spec.kind === 'hotcold' && spec.hotPct > 100) throw bad('hotPct is at most 100');
-  if (spec.kind === 'phase' && spec.hotMib > spec.mib) throw bad('the hot window must fit in the region');
-  if (spec.kind === 'burst' && spec.onMs === 0) throw bad('a burst lasts at least 1 ms');
-  if (spec.kind !== 'idle' && 'mib' in spec && spec.mib === 0) throw bad('the region must be at least 1 MiB');
-  return spec;
-}
-
-export function formatWorkload(w: WorkloadSpec): string {
-  const values = FORMS[w.kind]!.map(
-    (f) => (w as unknown as Record<string, number | undefined>)[f.replace('?', '')],
-  );
-  return [w.kind, ...values.filter((v) => v !== undefined).map(String)].join(':');
-}
-
-/** MiB the workload keeps in guest RAM (its region plus its generation table). */
-export function workloadFootprintMib(w: WorkloadSpec): number {
-  const region = w.kind === 'idle' ? 16 : w.kind === 'hotcold' ? w.hotMib + w.coldMib : w.mib;
-  return region * (1 + 8 / 4096);
-}
+// The workload spec is shared by the lab, the simulator and the bench: it lives in util/specs.
+export {
+  formatWorkload,
+  parseWorkload,
+  workloadFootprintMib,
+  WORKLOAD_FORMS,
+  type WorkloadSpec,
+} from '../util/specs.js';

@@ -1,4 +1,4 @@
-import type { WorkloadSpec } from '../lab/workload.js';
+import type { WorkloadSpec } from '../util/specs.js';
 
 const PAGE = 4096;
 

@@ -1,9 +1,8 @@
 import { RELAXED_LADDER } from '../bench/run.js';
 import { hostEnvironment, type Results, type RunRecord } from '../bench/results.js';
 import { quantile } from '../bench/stats.js';
-import { parseLink } from '../lab/link.js';
-import { parseWorkload } from '../lab/workload.js';
-import { POLICIES, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
+import { parseLink, parseWorkload } from '../util/specs.js';
+import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { UsageError } from '../util/errors.js';
 import { workloadClasses, type PageClass } from './model.js';
 import { simulate, type SimResult } from './simulate.js';
@@ -11,16 +10,56 @@ import { readTrace, traceClasses } from './trace.js';
 
 const MiB = 2 ** 20;
 
-/** A workload for the simulator: a guest-program spec (`random:200`) or `trace:FILE`. */
-export function simClasses(workload: string): PageClass[] {
-  if (workload.startsWith('trace:')) return traceClasses(readTrace(workload.slice('trace:'.length)));
-  return workloadClasses(parseWorkload(workload));
+/** Guest RAM the simulator accepts, MiB: 64 MiB … 16 TiB. */
+export const SIM_RAM_MIB = { min: 64, max: 16 * 2 ** 20 };
+/** Link rates the simulator accepts, Mbit/s (1 Mbit … 1.6 Tbit), and one-way delay, ms. */
+export const SIM_LINK = { minMbit: 1, maxMbit: 1_600_000, maxDelayMs: 10_000 };
+
+export function checkRamMiB(ramMiB: number): number {
+  if (!Number.isFinite(ramMiB) || ramMiB < SIM_RAM_MIB.min || ramMiB > SIM_RAM_MIB.max)
+    throw new UsageError(
+      `RAM ${ramMiB} MiB is out of the simulator's range: ${SIM_RAM_MIB.min} MiB … ${SIM_RAM_MIB.max / 2 ** 20} TiB`,
+    );
+  return ramMiB;
 }
 
+/**
+ * A workload for the simulator: a guest-program spec (`random:200`) or `trace:FILE`. With `ramMiB`,
+ * what the workload writes must fit in the guest's RAM (one clear line otherwise).
+ */
+export function simClasses(workload: string, ramMiB?: number): PageClass[] {
+  if (workload.startsWith('trace:')) {
+    const trace = readTrace(workload.slice('trace:'.length));
+    const classes = traceClasses(trace);
+    if (ramMiB !== undefined && trace.header.ramBytes > ramMiB * MiB)
+      throw new UsageError(
+        `trace ${workload.slice(6)} was recorded on a ${trace.header.ramBytes / MiB} MiB guest: it does not fit in ${ramMiB} MiB`,
+      );
+    return classes;
+  }
+  const spec = parseWorkload(workload);
+  if (ramMiB !== undefined && workloadFootprintMib(spec) > ramMiB)
+    throw new UsageError(
+      `workload ${workload} writes ${Math.round(workloadFootprintMib(spec))} MiB: more than the guest's ${ramMiB} MiB of RAM`,
+    );
+  return workloadClasses(spec);
+}
+
+/** A link for the simulator: a rate in its range and a delay; what the model does not model is refused. */
 export function linkBps(link: string): { bps: number; rttMs: number } {
   const l = parseLink(link);
   if (l.rateMbit === undefined)
     throw new UsageError(`the simulator needs a link rate, e.g. 10gbit, not '${link}'`);
+  if (l.lossPct !== undefined)
+    throw new UsageError(
+      `link '${link}': the simulator does not model packet loss (TCP retransmission); drop loss=${l.lossPct}%`,
+    );
+  if (l.rateMbit < SIM_LINK.minMbit || l.rateMbit > SIM_LINK.maxMbit)
+    throw new UsageError(
+      `link '${link}': the simulator takes rates from ${SIM_LINK.minMbit} mbit to ${SIM_LINK.maxMbit / 1000} gbit`,
+    );
+  if ((l.delayMs ?? 0) > SIM_LINK.maxDelayMs)
+    throw new UsageError(`link '${link}': a delay over ${SIM_LINK.maxDelayMs} ms is not a migration link`);
   return { bps: (l.rateMbit * 1e6) / 8, rttMs: l.delayMs ? 2 * l.delayMs : 0 };
 }
 
@@ -33,6 +72,8 @@ export interface SweepOptions {
   downtimeBudgetMs: number;
   deadlineS: number;
   postcopyPermitted?: boolean;
+  /** `k=v` options for the policy (one policy only: options are per policy). */
+  policyOptions?: string[];
 }
 
 export interface SweepRun {
@@ -55,6 +96,18 @@ export function runSweep(o: SweepOptions): SweepRun[] {
   for (const p of o.policies)
     if (p !== 'relaxed' && !POLICIES[p])
       throw new UsageError(`unknown policy '${p}': choose from ${Object.keys(POLICIES).join(', ')}`);
+  const options = parsePolicyOptions(o.policyOptions ?? []);
+  if (o.policyOptions?.length && o.policies.length !== 1)
+    throw new UsageError('--policy-opt sets one policy’s options: name that one policy with --policy');
+  if (o.policyOptions?.length && o.policies[0] === 'relaxed')
+    throw new UsageError('relaxed = relaxed(L*) finds its own limit: use --policy-opt with another policy');
+  // Every input is checked before the first run.
+  const resolved = new Map(
+    o.policies.filter((p) => p !== 'relaxed').map((p) => [p, resolvePolicy(p, options)]),
+  );
+  o.ramMiB.forEach(checkRamMiB);
+  o.links.forEach(linkBps);
+  for (const w of o.workloads) for (const r of o.ramMiB) simClasses(w, r);
   const runs: SweepRun[] = [];
   for (const workload of o.workloads) {
     const classes = simClasses(workload);
@@ -73,7 +126,7 @@ export function runSweep(o: SweepOptions): SweepRun[] {
             postcopyPermitted: o.postcopyPermitted,
           });
         for (const name of o.policies) {
-          let policy = name === 'relaxed' ? undefined : resolvePolicy(name);
+          let policy = resolved.get(name);
           let result: SimResult | undefined;
           if (!policy) {
             for (const limit of RELAXED_LADDER) {
