@@ -25,3 +25,11 @@ export function accel(v: string): 'tcg' | 'kvm' {
   if (v !== 'tcg' && v !== 'kvm') throw new InvalidArgumentError('use tcg or kvm');
   return v;
 }
+
+/** A comma-separated list option. */
+export function list(v: string): string[] {
+  return v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+}

@@ -14,28 +14,73 @@ import {
 
 export const AdaptiveConfigSchema = z
   .object({
-    objective: z.enum(['downtime', 'total', 'data', 'balanced']).default('downtime'),
+    objective: z
+      .enum(['downtime', 'total', 'data', 'balanced'])
+      .default('downtime')
+      .describe(
+        'What to minimise: downtime, total time, data sent, or a balance of the three (also --objective).',
+      ),
     /** How many more passes it considers. */
-    horizon: z.coerce.number().int().min(1).max(30).default(6),
+    horizon: z.coerce.number().int().min(1).max(30).default(6).describe('How many more passes it considers.'),
     /** Downtime saving each extra pass must buy, ms: smaller predicted gains are noise. */
-    minGainMs: z.coerce.number().min(0).default(30),
+    minGainMs: z.coerce
+      .number()
+      .min(0)
+      .default(30)
+      .describe('Downtime saving each extra pass must buy, ms: smaller predicted gains are noise.'),
     /** Finite downtime-limit = predicted downtime × this, so QEMU picks the moment within the pass. */
-    limitMargin: z.coerce.number().min(1).default(1.3),
+    limitMargin: z.coerce
+      .number()
+      .min(1)
+      .default(1.3)
+      .describe(
+        'Finite downtime-limit = predicted downtime × this, so QEMU picks the moment within the pass.',
+      ),
     /** A pass that shrank the dirty set by less than this share refutes any predicted gain. */
-    refuteEpsilon: z.coerce.number().min(0).max(1).default(0.05),
+    refuteEpsilon: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.05)
+      .describe('A pass that shrank the dirty set by less than this share refutes any predicted gain.'),
     /** Fixed cost of a switchover (device state, sync), ms. */
-    switchCostMs: z.coerce.number().min(0).default(40),
+    switchCostMs: z.coerce
+      .number()
+      .min(0)
+      .default(40)
+      .describe('Fixed cost of a switchover (device state, sync), ms.'),
     /**
      * Post-copy (only with --allow-postcopy): the guest stalls until the pages it touches within
      * this window have crossed the link; its felt downtime is predicted from W(window).
      */
-    postcopyTouchMs: z.coerce.number().min(0).default(125),
+    postcopyTouchMs: z.coerce
+      .number()
+      .min(0)
+      .default(125)
+      .describe(
+        'Post-copy (only with --allow-postcopy): the guest stalls until the pages it touches within this window, ms, have crossed.',
+      ),
     /** Dirty-rate history a decision during the bulk pass needs, ms: a bursty guest must show itself. */
-    observeMs: z.coerce.number().min(0).default(1500),
+    observeMs: z.coerce
+      .number()
+      .min(0)
+      .default(1500)
+      .describe(
+        'Dirty-rate history a decision during the bulk pass needs, ms: a bursty guest must show itself.',
+      ),
     /** A calc-dirty-rate sample under this share of the busiest marks a quiet phase. */
-    quietShare: z.coerce.number().min(0).max(1).default(0.2),
+    quietShare: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.2)
+      .describe('A calc-dirty-rate sample under this share of the busiest marks a quiet phase.'),
     /** Longest it waits for a quiet phase before judging the guest as if it had none, s. */
-    quietWaitS: z.coerce.number().min(0).default(30),
+    quietWaitS: z.coerce
+      .number()
+      .min(0)
+      .default(30)
+      .describe('Longest it waits for a quiet phase before judging the guest as if it had none, s.'),
   })
   .strict();
 export type AdaptiveConfig = z.infer<typeof AdaptiveConfigSchema>;

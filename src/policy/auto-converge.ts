@@ -3,9 +3,27 @@ import { CONTINUE, type Policy } from './types.js';
 
 export const AutoConvergeConfigSchema = z
   .object({
-    initialThrottlePct: z.coerce.number().int().min(1).max(99).default(20),
-    incrementPct: z.coerce.number().int().min(1).max(99).default(10),
-    maxThrottlePct: z.coerce.number().int().min(1).max(99).default(99),
+    initialThrottlePct: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(99)
+      .default(20)
+      .describe('cpu-throttle-initial: the first vCPU throttle when a pass leaves too much dirty, %.'),
+    incrementPct: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(99)
+      .default(10)
+      .describe('cpu-throttle-increment: added at each further step, %.'),
+    maxThrottlePct: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(99)
+      .default(99)
+      .describe('max-cpu-throttle: the throttle never goes above this, %.'),
   })
   .strict();
 

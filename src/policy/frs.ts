@@ -12,9 +12,19 @@ import {
 export const FrsConfigSchema = z
   .object({
     /** The dirty set "stopped shrinking" when d_i ≥ (1 − epsilon) × d_{i−1}. */
-    epsilon: z.coerce.number().min(0).max(1).default(0.1),
+    epsilon: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.1)
+      .describe('The dirty set stopped shrinking when d_i ≥ (1 − epsilon) × d_{i−1}: then switch over.'),
     /** Switch over at this pass at the latest (Xen's classic cap). */
-    maxPasses: z.coerce.number().int().min(2).default(30),
+    maxPasses: z.coerce
+      .number()
+      .int()
+      .min(2)
+      .default(30)
+      .describe("Switch over at this pass at the latest (Xen's classic cap)."),
   })
   .strict();
 export type FrsConfig = z.infer<typeof FrsConfigSchema>;

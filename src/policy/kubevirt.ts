@@ -5,14 +5,34 @@ import { CONTINUE, firstAction, type Action, type Policy } from './types.js';
 export const KubevirtConfigSchema = z
   .object({
     /** completionTimeoutPerGiB, s. */
-    completionTimeoutPerGiB: z.coerce.number().positive().default(150),
+    completionTimeoutPerGiB: z.coerce
+      .number()
+      .positive()
+      .default(150)
+      .describe('completionTimeoutPerGiB: seconds per GB of data before the migration is ended.'),
     /** progressTimeout, s: abort when `remaining` has not dropped below its lowest for this long. */
-    progressTimeoutS: z.coerce.number().positive().default(150),
-    allowPostCopy: flag.default(false),
+    progressTimeoutS: z.coerce
+      .number()
+      .positive()
+      .default(150)
+      .describe('progressTimeout, s: abort when remaining has not dropped below its lowest for this long.'),
+    allowPostCopy: flag
+      .default(false)
+      .describe(
+        'allowPostCopy: at the completion timeout, switch to post-copy (needs --allow-postcopy too).',
+      ),
     /** allowWorkloadDisruption; defaults to allowPostCopy as in KubeVirt. */
-    allowWorkloadDisruption: flag.optional(),
+    allowWorkloadDisruption: flag
+      .optional()
+      .describe(
+        'allowWorkloadDisruption: at the completion timeout, post-copy or pause instead of abort (defaults to allowPostCopy).',
+      ),
     /** Multiplies both timeouts, to run KubeVirt's schedule faster in tests and benchmarks. */
-    scale: z.coerce.number().positive().default(1),
+    scale: z.coerce
+      .number()
+      .positive()
+      .default(1)
+      .describe("Multiplies both timeouts, to run KubeVirt's schedule faster in tests and benchmarks."),
   })
   .strict();
 type KubevirtConfig = z.infer<typeof KubevirtConfigSchema>;

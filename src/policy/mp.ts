@@ -14,23 +14,75 @@ import {
 export const MpConfigSchema = z
   .object({
     /** Passes the hot set looks back over. */
-    window: z.coerce.number().int().min(2).default(3),
+    window: z.coerce.number().int().min(2).default(3).describe('Passes the hot set looks back over.'),
     /** A region is hot when dirtied in at least this many of the last `window` passes. */
-    hotMin: z.coerce.number().int().min(1).default(2),
-    convergingRatio: z.coerce.number().positive().default(0.7),
-    stableJaccard: z.coerce.number().min(0).max(1).default(0.8),
-    movingJaccard: z.coerce.number().min(0).max(1).default(0.5),
+    hotMin: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .default(2)
+      .describe('A region is hot when dirtied in at least this many of the last window passes.'),
+    convergingRatio: z.coerce
+      .number()
+      .positive()
+      .default(0.7)
+      .describe("converging: the dirty set fell to at most this share of the previous pass's."),
+    stableJaccard: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.8)
+      .describe(
+        "hot/cold: the hot set is stable when its Jaccard similarity with the last pass's is at least this.",
+      ),
+    movingJaccard: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.5)
+      .describe(
+        'phase change: the hot set is moving when its Jaccard similarity falls below this (and the dirty set shrinks).',
+      ),
     /** hot/cold: d_i within this fraction of the hot set's size. */
-    hotSetTolerance: z.coerce.number().min(0).default(0.15),
+    hotSetTolerance: z.coerce
+      .number()
+      .min(0)
+      .default(0.15)
+      .describe("hot/cold: the dirty set is within this fraction of the hot set's size."),
     /** uniform-heavy: dirtied regions cover at least this share of all regions ever dirtied … */
-    uniformCoverage: z.coerce.number().min(0).max(1).default(0.8),
+    uniformCoverage: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.8)
+      .describe('uniform-heavy: dirtied regions cover at least this share of all regions ever dirtied …'),
     /** … and the guest dirties at least this share of the bandwidth. */
-    heavyRatio: z.coerce.number().min(0).default(0.8),
+    heavyRatio: z.coerce
+      .number()
+      .min(0)
+      .default(0.8)
+      .describe('… and the guest dirties at least this share of the bandwidth.'),
     /** uniform-heavy with post-copy permitted: post-copy when projected downtime exceeds budget × this. */
-    maxOverrun: z.coerce.number().positive().default(4),
+    maxOverrun: z.coerce
+      .number()
+      .positive()
+      .default(4)
+      .describe(
+        'uniform-heavy with post-copy permitted: post-copy when the projected downtime exceeds budget × this.',
+      ),
     /** FRS parameters for the fallback when no region source is available. */
-    epsilon: z.coerce.number().min(0).max(1).default(0.1),
-    maxPasses: z.coerce.number().int().min(2).default(30),
+    epsilon: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.1)
+      .describe('FRS epsilon for the fallback when no region source is available (no --tap or sampling).'),
+    maxPasses: z.coerce
+      .number()
+      .int()
+      .min(2)
+      .default(30)
+      .describe('FRS maxPasses for the fallback when no region source is available.'),
   })
   .strict();
 export type MpConfig = z.infer<typeof MpConfigSchema>;

@@ -4,17 +4,47 @@ import { CONTINUE, hasActed, type Action, type Policy } from './types.js';
 export const NovaConfigSchema = z
   .object({
     /** [libvirt] live_migration_downtime, ms. */
-    downtimeMs: z.coerce.number().positive().default(500),
+    downtimeMs: z.coerce
+      .number()
+      .positive()
+      .default(500)
+      .describe('[libvirt] live_migration_downtime: the last downtime-limit step, ms.'),
     /** [libvirt] live_migration_downtime_steps. */
-    steps: z.coerce.number().int().min(1).default(10),
+    steps: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .default(10)
+      .describe(
+        '[libvirt] live_migration_downtime_steps: how many steps from downtimeMs/steps up to downtimeMs.',
+      ),
     /** [libvirt] live_migration_downtime_delay, s per GiB. */
-    delayS: z.coerce.number().positive().default(75),
+    delayS: z.coerce
+      .number()
+      .positive()
+      .default(75)
+      .describe('[libvirt] live_migration_downtime_delay: seconds per GiB of data between steps.'),
     /** [libvirt] live_migration_completion_timeout, s per GiB (0 = none). */
-    completionTimeoutS: z.coerce.number().min(0).default(800),
+    completionTimeoutS: z.coerce
+      .number()
+      .min(0)
+      .default(800)
+      .describe(
+        '[libvirt] live_migration_completion_timeout: seconds per GiB of data before timeoutAction (0 = none).',
+      ),
     /** [libvirt] live_migration_timeout_action. */
-    timeoutAction: z.enum(['abort', 'force_complete']).default('abort'),
+    timeoutAction: z
+      .enum(['abort', 'force_complete'])
+      .default('abort')
+      .describe(
+        '[libvirt] live_migration_timeout_action: abort, or force_complete (post-copy if permitted, else pause).',
+      ),
     /** Multiplies every time above, to run Nova's schedule faster in tests and benchmarks. */
-    scale: z.coerce.number().positive().default(1),
+    scale: z.coerce
+      .number()
+      .positive()
+      .default(1)
+      .describe("Multiplies every time above, to run Nova's schedule faster in tests and benchmarks."),
   })
   .strict();
 type NovaConfig = z.infer<typeof NovaConfigSchema>;

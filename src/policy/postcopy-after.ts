@@ -4,7 +4,12 @@ import { CONTINUE, hasActed, type Policy } from './types.js';
 export const PostcopyAfterConfigSchema = z
   .object({
     /** Switch to post-copy when pass `pass` ends (1 = right after the bulk copy; 0 = at once). */
-    pass: z.coerce.number().int().min(0).default(1),
+    pass: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .default(1)
+      .describe('Switch to post-copy when this pass ends (1 = right after the bulk copy; 0 = at once).'),
   })
   .strict();
 

@@ -4,7 +4,12 @@ import { CONTINUE, MAX_DOWNTIME_LIMIT_MS, type Policy } from './types.js';
 export const RelaxedConfigSchema = z
   .object({
     /** The downtime-limit QEMU runs with, ms. */
-    downtimeLimitMs: z.coerce.number().positive().max(MAX_DOWNTIME_LIMIT_MS).default(2000),
+    downtimeLimitMs: z.coerce
+      .number()
+      .positive()
+      .max(MAX_DOWNTIME_LIMIT_MS)
+      .default(2000)
+      .describe('The downtime-limit QEMU runs with, ms (instead of the budget).'),
   })
   .strict();
 

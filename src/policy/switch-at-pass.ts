@@ -4,9 +4,19 @@ import { CONTINUE, hasActed, type Policy } from './types.js';
 export const SwitchAtPassConfigSchema = z
   .object({
     /** The pass that becomes the stop-and-copy: the switchover is forced as soon as pass `pass` begins. */
-    pass: z.coerce.number().int().min(2),
+    pass: z.coerce
+      .number()
+      .int()
+      .min(2)
+      .describe(
+        'The pass that becomes the stop-and-copy: the switchover is forced as soon as it begins (pass 1 is the bulk copy).',
+      ),
     /** downtime-limit to raise to; unset = QEMU's maximum (stop at its next check). */
-    downtimeLimitMs: z.coerce.number().positive().optional(),
+    downtimeLimitMs: z.coerce
+      .number()
+      .positive()
+      .optional()
+      .describe("The downtime-limit to raise to, ms; unset = QEMU's maximum (stop at its next check)."),
   })
   .strict();
 

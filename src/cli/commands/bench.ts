@@ -1,0 +1,56 @@
+import type { Command } from 'commander';
+import { reportMarkdown } from '../../bench/report.js';
+import { runBench } from '../../bench/run.js';
+import { list, positiveInt, positiveNumber } from '../options.js';
+import { interruptSignal } from '../progress.js';
+import { register as registerController } from './controller.js';
+
+export function register(program: Command): void {
+  const bench = program
+    .command('bench')
+    .description('run the experiment matrix on the lab: results.json, results.csv, report.md, report.html')
+    .option('--workloads <list>', 'comma-separated workloads', list, [
+      'random:200',
+      'hotcold:32:256:90',
+      'sweep:256:400',
+    ])
+    .option(
+      '--policies <list>',
+      'comma-separated policies (relaxed = relaxed(L*), oracle = best fixed choice)',
+      list,
+      ['stock', 'relaxed', 'frs', 'mp', 'adaptive'],
+    ) // prettier-ignore
+    .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 512)
+    .option('--link <spec>', 'emulated link', '1gbit')
+    .option('--reps <n>', 'repetitions per cell (default 5, --quick 3)', positiveInt('--reps'))
+    .option('--quick', 'fewer reps')
+    .option('--downtime-budget <ms>', 'downtime budget, ms', positiveNumber('--downtime-budget'), 300)
+    .option('--deadline <s>', 'deadline per migration, s', positiveNumber('--deadline'), 30)
+    .option('--tap', 'relay every migration through the tap')
+    .option('--allow-postcopy', 'let mp, adaptive, nova and kubevirt post-copy (relaxed and stock never do)')
+    .option('--out <dir>', 'output directory', 'results')
+    .option('--resume', 'keep the runs already in --out and do the rest')
+    .action(async (o) => {
+      const signal = interruptSignal();
+      const results = await runBench({
+        workloads: o.workloads,
+        policies: o.policies,
+        ramMiB: o.ram,
+        link: o.link,
+        reps: o.reps ?? (o.quick ? 3 : 5),
+        downtimeBudgetMs: o.downtimeBudget,
+        deadlineS: o.deadline,
+        out: o.out,
+        resume: Boolean(o.resume),
+        tap: Boolean(o.tap),
+        postcopyPermitted: Boolean(o.allowPostcopy),
+        signal,
+        log: (l) => process.stderr.write(l + '\n'),
+      });
+      process.stdout.write(reportMarkdown(results) + '\n');
+      process.stderr.write(
+        `wrote ${o.out}/results.json, results.csv, report.md, report.html${signal.aborted ? ' (interrupted: partial)' : ''}\n`,
+      );
+    });
+  registerController(bench);
+}

@@ -1,0 +1,135 @@
+import type { Command } from 'commander';
+import { MigrationSession, type MigrationResult } from '../../migration/session.js';
+import { QmpClient } from '../../qmp/index.js';
+import { MigrationTap } from '../../tap/index.js';
+import { EXIT, MigrationSetupError, UsageError, type ExitCode } from '../../util/errors.js';
+import { resolveDeadline } from '../deadline.js';
+import { QmpUnreachableError } from '../errors.js';
+import { mib, passTimeline } from '../format.js';
+import { checkMigrationFlags, migrationOptions, regionWarning } from '../migration-flags.js';
+import { interruptSignal, progressReporter } from '../progress.js';
+import { formatRate } from '../rate.js';
+
+/** `--tap` relays to where `--uri` points. */
+function tapUpstream(uri: string): { upstreamHost: string; upstreamPort: number } {
+  const m = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(uri);
+  if (!m) throw new UsageError(`--tap needs a tcp:HOST:PORT --uri, not '${uri}'`);
+  return { upstreamHost: m[1]!.replace(/^\[|\]$/g, ''), upstreamPort: Number(m[2]) };
+}
+
+/** Exit code of a migration's result: where the guest runs decides. */
+export function migrationExitCode(r: Pick<MigrationResult, 'outcome' | 'guestRunsOn'>): ExitCode {
+  if (r.guestRunsOn === 'none') return EXIT.operatorNeeded;
+  return r.outcome === 'completed' ? EXIT.ok : EXIT.migrationFailed;
+}
+
+/** Connects to a QMP socket named on the command line; failing to is bad input (exit 2). */
+async function connect(spec: string): Promise<QmpClient> {
+  try {
+    return await QmpClient.connect(spec);
+  } catch (err) {
+    throw new QmpUnreachableError((err as Error).message);
+  }
+}
+
+/** Reads what the deadline needs from the source: its RAM and the max-bandwidth QEMU holds to. */
+async function sourceFacts(source: QmpClient): Promise<{ ramBytes: number; maxBandwidthBps?: number }> {
+  let ramBytes: number;
+  try {
+    ramBytes = (await source.execute<{ 'base-memory': number }>('query-memory-size-summary'))['base-memory'];
+  } catch (err) {
+    throw new MigrationSetupError(
+      `the source does not say its RAM size (query-memory-size-summary): ${(err as Error).message}`,
+    );
+  }
+  const params = await source
+    .execute<{ 'max-bandwidth'?: number }>('query-migrate-parameters')
+    .catch(() => undefined);
+  return { ramBytes, maxBandwidthBps: params?.['max-bandwidth'] };
+}
+
+export function register(program: Command): void {
+  migrationOptions(
+    program
+      .command('migrate')
+      .description(
+        'control a migration between two QEMU instances you run (QMP unix socket or HOST:PORT each)',
+      )
+      .requiredOption('--src <qmp>', "source's QMP socket path or HOST:PORT")
+      .requiredOption('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
+      .requiredOption('--uri <uri>', 'where the source sends, e.g. tcp:10.0.0.2:4444')
+      .option('--incoming <uri>', 'issue migrate-incoming on the destination first (for -incoming defer)')
+      .option(
+        '--tap [addr:port]',
+        'relay through the tap, listening here (default 127.0.0.1, any port); needs a tcp: --uri',
+      ),
+  ).action(async (o, cmd: Command) => {
+    const flags = checkMigrationFlags(o, cmd.getOptionValueSource('policy') === 'cli');
+    const upstream = o.tap ? tapUpstream(o.uri) : undefined;
+    if (!upstream) {
+      const warning = regionWarning(flags.policy, flags.downtimeBudgetMs, flags.postcopyPermitted);
+      if (warning) process.stderr.write(`kvmigrate: ${warning}\n`);
+    }
+    const source = await connect(o.src);
+    const destination = await connect(o.dst).catch((e) => {
+      source.close();
+      throw e;
+    });
+    let tap: MigrationTap | undefined;
+    try {
+      const facts = await sourceFacts(source);
+      const rateBps = flags.maxBandwidthBps ?? facts.maxBandwidthBps;
+      const deadline = resolveDeadline({
+        deadlineS: flags.deadlineS,
+        perGiBS: flags.perGiBS,
+        ramBytes: facts.ramBytes,
+        bandwidthBps: rateBps,
+      });
+      if (upstream) {
+        const [listenHost, listenPort] = typeof o.tap === 'string' ? o.tap.split(':') : ['127.0.0.1', '0'];
+        tap = await MigrationTap.start({
+          ...upstream,
+          listenHost,
+          listenPort: Number(listenPort),
+          ramBytes: facts.ramBytes,
+        });
+      }
+      const progress = progressReporter(o.quiet || o.json, [
+        `deadline ${deadline.why}, then ${flags.onDeadline}`,
+        ...(flags.maxBandwidthBps !== undefined
+          ? [`max-bandwidth ${formatRate(flags.maxBandwidthBps)}`]
+          : []),
+      ]);
+      const result = await new MigrationSession({
+        source,
+        destination,
+        migrateUri: tap?.uri ?? o.uri,
+        regionSource: tap,
+        incomingUri: o.incoming,
+        policy: flags.policy,
+        downtimeBudgetMs: flags.downtimeBudgetMs,
+        deadlineMs: deadline.ms,
+        onDeadline: flags.onDeadline,
+        postcopyPermitted: flags.postcopyPermitted,
+        maxBandwidthBps: flags.maxBandwidthBps,
+        postcopyBandwidthBps: flags.postcopyBandwidthBps,
+        signal: interruptSignal(),
+        ...progress,
+      }).run();
+      progress.done();
+      if (!o.json && !o.quiet) {
+        process.stderr.write(
+          `${passTimeline(result)}\n${result.outcome}: ${result.reason}; guest runs on ${result.guestRunsOn}; total ${(
+            result.totalTimeMs / 1000
+          ).toFixed(2)} s, downtime ${result.qemuDowntimeMs} ms, sent ${mib(result.transferredBytes)}\n`,
+        );
+      }
+      process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
+      process.exitCode = migrationExitCode(result);
+    } finally {
+      await tap?.close();
+      source.close();
+      destination.close();
+    }
+  });
+}
