@@ -72,6 +72,26 @@ export function validateBench(opts: BenchOptions): void {
   summaryConfig(opts.workloads, opts.summaryWorkloads);
 }
 
+/** Bench options from a committed configuration (BENCH_CONFIGS), e.g. for `bench --config NAME`. */
+export function optionsFromConfig(
+  c: BenchConfig,
+  rest: Pick<BenchOptions, 'out'> & Partial<BenchOptions>,
+): BenchOptions {
+  return {
+    workloads: [...c.workloads],
+    policies: [...c.policies],
+    ramMiB: c.ramMiB,
+    link: c.link,
+    reps: c.reps,
+    downtimeBudgetMs: c.downtimeBudgetMs,
+    deadlineS: c.deadlineS,
+    postcopyPermitted: c.postcopyPermitted,
+    tap: c.tap,
+    summaryWorkloads: [...c.summary.workloads],
+    ...rest,
+  };
+}
+
 /** The full configuration a run records (everything but the signal and the log). */
 export function benchConfigOf(opts: BenchOptions): BenchConfig {
   return {

@@ -4,7 +4,7 @@ import { csvCell, csvLine } from '../../src/bench/csv.js';
 import { assertPublishable, dirtyPaths, isUnderDocs, porcelainPaths } from '../../src/bench/provenance.js';
 import { reportHtml, reportMarkdown, resultsCsv } from '../../src/bench/report.js';
 import { ResultsSchema, type Results, type RunRecord } from '../../src/bench/results.js';
-import { benchConfigOf } from '../../src/bench/run.js';
+import { benchConfigOf, optionsFromConfig } from '../../src/bench/run.js';
 import { geoOver, medianRatio, summarize } from '../../src/bench/summary.js';
 import { escapeHtml, htmlTable, markdownTable, toHtml, toMarkdown } from '../../src/bench/tables.js';
 
@@ -249,6 +249,9 @@ describe('bench config and provenance', () => {
       expect(c.summary.workloads).toEqual(c.workloads);
       expect(c.reps).toBeGreaterThanOrEqual(5);
     }
+    expect(benchConfigOf(optionsFromConfig(benchConfig('postcopy'), { out: '/tmp/x' }))).toEqual(
+      benchConfig('postcopy'),
+    );
     expect(() => benchConfig('nope')).toThrow(/unknown bench config 'nope'/);
     expect(() => summaryConfig(['a'], ['b'])).toThrow(/not in the run: b/);
   });
