@@ -4,3 +4,6 @@ export type { MigrationResult, SessionOptions, Decision, Progress, Outcome } fro
 export * as policies from './policy/index.js';
 export { QmpClient, QmpError, QmpConnectionError } from './qmp/index.js';
 export { Lab, migrateLab } from './lab/lab.js';
+/** The simulator: the same controller core and policies over a model of QEMU and the link. */
+export * as sim from './sim/index.js';
+export { simulate, type SimOptions, type SimResult } from './sim/index.js';

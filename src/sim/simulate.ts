@@ -3,6 +3,7 @@ import type { GuestRunsOn } from '../core/ending.js';
 import type { MigrationInfo } from '../core/sample.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
 import type { PassRecord } from '../policy/types.js';
+import { UsageError } from '../util/errors.js';
 import { activeShare, newlyDirtied, type PageClass } from './model.js';
 
 const PAGE = 4096;
@@ -323,6 +324,7 @@ class MigrationModel {
  * carries out its commands.
  */
 export function simulate(o: SimOptions): SimResult {
+  checkSimOptions(o);
   const stepMs = o.stepMs ?? 10;
   const checkMs = o.checkMs ?? 50;
   const pollMs = o.pollMs ?? 50;
@@ -386,6 +388,47 @@ export function simulate(o: SimOptions): SimResult {
     decisions: core.decisions,
     postcopy: core.postcopyStarted,
   };
+}
+
+/**
+ * Every input of a simulated migration, checked before the run; what is wrong is one line (a
+ * UsageError). The pages a class holds when the migration starts must fit in the guest's RAM.
+ */
+export function checkSimOptions(o: SimOptions): void {
+  const bad = (why: string) => {
+    throw new UsageError(`simulator: ${why}`);
+  };
+  const positive = (x: number | undefined, what: string) => {
+    if (x !== undefined && !(Number.isFinite(x) && x > 0)) bad(`${what} must be a number above 0, not ${x}`);
+  };
+  const nonNegative = (x: number | undefined, what: string) => {
+    if (x !== undefined && !(Number.isFinite(x) && x >= 0)) bad(`${what} must be a number ≥ 0, not ${x}`);
+  };
+  positive(o.ramBytes, 'RAM');
+  if (o.ramBytes < 2 ** 20) bad(`RAM ${o.ramBytes} bytes is under 1 MiB`);
+  positive(o.linkBps, 'the link rate');
+  nonNegative(o.rttMs, 'the round trip');
+  positive(o.downtimeBudgetMs, 'the downtime budget');
+  positive(o.deadlineMs, 'the deadline');
+  positive(o.stepMs, 'the step');
+  positive(o.checkMs, 'the stop-rule check interval');
+  positive(o.pollMs, 'the poll interval');
+  positive(o.scanBytesPerS, 'the zero-page scan rate');
+  nonNegative(o.switchCostMs, 'the switchover cost');
+  if (o.classes.length === 0) bad('no page classes: give a workload');
+  let resident = 0;
+  for (const c of o.classes) {
+    nonNegative(c.pages, `class ${c.name}: pages`);
+    nonNegative(c.rate, `class ${c.name}: rate`);
+    nonNegative(c.initialPages, `class ${c.name}: initialPages`);
+    if ((c.initialPages ?? 0) > c.pages) bad(`class ${c.name}: initialPages exceeds its pages`);
+    resident += c.initialPages ?? c.regionPages ?? c.pages;
+  }
+  const ramPages = o.ramBytes / PAGE;
+  if (resident > ramPages)
+    bad(
+      `the workload holds ${Math.round((resident * PAGE) / 2 ** 20)} MiB but the guest has ${Math.round(o.ramBytes / 2 ** 20)} MiB of RAM`,
+    );
 }
 
 /** The model carries out the core's commands; a command that ends the migration returns how. */

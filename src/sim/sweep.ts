@@ -1,7 +1,7 @@
 import { RELAXED_LADDER } from '../bench/run.js';
 import { hostEnvironment, type Results, type RunRecord } from '../bench/results.js';
 import { quantile } from '../bench/stats.js';
-import { parseLink, parseWorkload } from '../util/specs.js';
+import { parseLink, parseWorkload, workloadFootprintMib } from '../util/specs.js';
 import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { UsageError } from '../util/errors.js';
 import { workloadClasses, type PageClass } from './model.js';
