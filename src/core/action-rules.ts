@@ -5,7 +5,11 @@ export type Command =
   | { kind: 'setDowntimeLimit'; downtimeLimitMs: number }
   | { kind: 'startPostcopy' }
   | { kind: 'stopSource' }
-  | { kind: 'cancel' };
+  | { kind: 'cancel' }
+  /** Post-copy's link went silent: `migrate-pause` both sides so it can be recovered. */
+  | { kind: 'pausePostcopy' }
+  /** Resume a paused post-copy over a new connection (`migrate-recover`, then `migrate` with resume). */
+  | { kind: 'recoverPostcopy' };
 
 /** The controller's memory of what it did that the rules depend on. */
 export interface Latches {

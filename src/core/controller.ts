@@ -3,6 +3,7 @@ import type { Action, ControllerState, PassRecord, PolicySetup, RegionHistory } 
 import { admit, type Command, type Latches } from './action-rules.js';
 import { resolveEnding, type DestinationVerdict, type Ending } from './ending.js';
 import { PassTracker } from './pass-tracker.js';
+import { DEFAULT_RECOVERY, PostcopyRecovery, type RecoveryConfig } from './postcopy-recovery.js';
 import { isPostcopyStatus, TERMINAL_STATUSES, type MigrationInfo } from './sample.js';
 
 export type { Command } from './action-rules.js';
@@ -45,6 +46,8 @@ export interface ControllerConfig {
   ramBytes: number;
   onDecision?: (d: Decision) => void;
   onEvent?: (e: CoreEvent) => void;
+  /** Post-copy recovery after a broken link (default on: DEFAULT_RECOVERY). */
+  recovery?: Partial<RecoveryConfig>;
 }
 
 export interface WorkingSetSample {
@@ -89,6 +92,7 @@ export class Controller {
   private lastInfo: MigrationInfo = {};
   private lastState: ControllerState | undefined;
   private lastStatus: string | undefined;
+  private readonly recovery: PostcopyRecovery;
 
   constructor(private readonly cfg: ControllerConfig) {
     const { policy } = cfg;
@@ -98,6 +102,7 @@ export class Controller {
       downtimeBudgetMs: cfg.downtimeBudgetMs,
       postcopyPermitted: cfg.postcopyPermitted,
     });
+    this.recovery = new PostcopyRecovery({ ...DEFAULT_RECOVERY, ...cfg.recovery });
     this.latches = {
       downtimeLimitMs: this.setup.downtimeLimitMs,
       postcopyEnabled: this.setup.postcopy,
@@ -122,8 +127,12 @@ export class Controller {
       this.lastStatus = status;
       this.cfg.onEvent?.({ type: 'status', status, atMs });
     }
-    if (TERMINAL_STATUSES.has(status) || status === 'postcopy-paused') return { commands: [], done: true };
+    if (TERMINAL_STATUSES.has(status)) return { commands: [], done: true };
     this.track(info, atMs);
+    if (isPostcopyStatus(status)) {
+      const recovery = this.recoveryStep(status, atMs);
+      if (recovery) return recovery;
+    }
     const state = this.state(info, atMs, atPassEnd);
     this.lastState = state;
     const safety = this.safetyChain(state);
@@ -304,6 +313,28 @@ export class Controller {
   }
 
   // ---- inside -------------------------------------------------------------------------------
+
+  /** Post-copy's own safety: pause a silent link, recover a paused one, or give up when it cannot be. */
+  private recoveryStep(status: string, atMs: number): Step | undefined {
+    const step = this.recovery.step(status, atMs, this.lastProgress.atMs);
+    if (step.kind === 'none') return status === 'postcopy-active' ? undefined : { commands: [], done: false };
+    const state = this.lastState ?? this.state(this.lastInfo, atMs, false);
+    this.log({ ...state, elapsedMs: atMs }, { kind: 'continue', reason: step.reason });
+    if (step.kind === 'give-up') return { commands: [], done: true };
+    const command: Command = step.kind === 'pause' ? { kind: 'pausePostcopy' } : { kind: 'recoverPostcopy' };
+    this.cfg.onEvent?.({ type: 'command', command, atMs });
+    return { commands: [command], done: false };
+  }
+
+  /** The driver found the destination gone while post-copy was paused: there is nothing to recover. */
+  destinationGone(): void {
+    this.recovery.markDestinationGone();
+  }
+
+  /** How many times a paused post-copy was resumed. */
+  get postcopyRecoveries(): number {
+    return this.recovery.recovered;
+  }
 
   /** Safety rules every policy inherits, in order; the first that fires replaces the policy's say. */
   private safetyChain(state: ControllerState): Action | undefined {

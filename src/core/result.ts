@@ -4,10 +4,19 @@ import type { GuestRunsOn, Outcome } from './ending.js';
 
 /** One migration as a driver reports it: what happened, where the guest runs, every pass and decision. */
 export interface MigrationResult {
+  /** The result format's version (src/core/schema.ts, docs/schema/results.schema.json). */
+  schemaVersion: 1;
   outcome: Outcome;
   guestRunsOn: GuestRunsOn;
   /** Why it ended this way, in words. */
   reason: string;
+  /** What `kvmigrate migrate` exits with: 0 completed on the destination, 1 not completed and the source runs, 3 otherwise. */
+  exitCode: 0 | 1 | 3;
+  /** Wall-clock time (ISO 8601, UTC) when `migrate` was issued, and when the controller saw the end. */
+  startedAt: string;
+  endedAt: string;
+  /** Which QEMUs took part: QMP endpoints and the migration URIs. */
+  endpoints: { source: string; destination: string; migrateUri: string; incomingUri?: string };
   qemuStatus: string;
   policy: string;
   policyConfig: unknown;
@@ -30,6 +39,8 @@ export interface MigrationResult {
   regionSource?: 'tap' | 'sampling' | 'model';
   /** The migration went through post-copy (the guest ran on the destination before completion). */
   postcopy: boolean;
+  /** How many times a post-copy paused by a broken link was resumed. */
+  postcopyRecoveries?: number;
   /** Controller CPU time ÷ wall time, % of one core. */
   controllerCpuPct: number;
   /** calc-dirty-rate results (working-set points over time), when sampled. */

@@ -7,12 +7,20 @@ import {
   type OperatorRequest,
 } from '../core/controller.js';
 import type { Ending } from '../core/ending.js';
+import type { RecoveryConfig } from '../core/postcopy-recovery.js';
 import type { MigrationResult, Progress, RunEvent } from '../core/result.js';
 import { MigrationInfoSchema, type MigrationInfo } from '../core/sample.js';
 import { checkMigrationUri } from '../core/uri.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
-import { QmpClient, QmpConnectionError, QmpError, QmpTimeoutError, type QmpEvent } from '../qmp/index.js';
-import { MigrationSetupError } from '../util/errors.js';
+import {
+  QmpClient,
+  QmpConnectionError,
+  QmpError,
+  QmpTimeoutError,
+  describeTarget,
+  type QmpEvent,
+} from '../qmp/index.js';
+import { EXIT, MigrationSetupError } from '../util/errors.js';
 import { destinationVerdict } from './destination.js';
 import {
   capabilitiesFor,
@@ -73,11 +81,23 @@ export interface SessionOptions {
   destinationTimeoutMs?: number;
   /** The caller knows the destination's process (the lab): false once it has exited. */
   destinationAlive?: () => boolean;
+  /** Post-copy recovery after a broken link (default on, 120 s; `{ timeoutMs: 0 }` turns it off). */
+  postcopyRecovery?: Partial<RecoveryConfig>;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   onDecision?: (d: Decision) => void;
   /** Every event of the run as it happens (passes, decisions, commands, polls, the outcome). */
   onEvent?: (e: RunEvent) => void;
+}
+
+/** True when nothing listens on a monitor whose connection closed: its QEMU is gone. */
+async function monitorGone(qmp: QmpClient): Promise<boolean> {
+  try {
+    (await QmpClient.connect(qmp.target, { timeoutMs: 2000 })).close();
+    return false;
+  } catch (err) {
+    return err instanceof QmpConnectionError && err.nobodyListens;
+  }
 }
 
 /** Reconnects to a source whose QMP connection dropped; QEMU answers new clients only between stop-and-copy work. */
@@ -92,6 +112,8 @@ const MAX_RECONNECTS = 3;
 export class MigrationSession {
   private core!: Controller;
   private startedAt = 0;
+  /** Date.now() when `migrate` was issued (the result's wall-clock times). */
+  private startedWallMs = 0;
   private sourceWasRunning = true;
   private ramBytes = 0;
   private destinationCompletedAt: number | undefined;
@@ -140,6 +162,7 @@ export class MigrationSession {
       ramBytes: pre.ramBytes,
       onDecision: this.opts.onDecision,
       onEvent: this.opts.onEvent,
+      recovery: this.opts.postcopyRecovery,
     });
     const saved = await this.saveAll();
     let migrationOver = false;
@@ -150,6 +173,7 @@ export class MigrationSession {
       await this.openRegionSource();
       const cpu0 = process.cpuUsage();
       this.startedAt = performance.now();
+      this.startedWallMs = Date.now();
       await src.execute('migrate', { uri: this.opts.migrateUri });
       const windows = this.opts.workingSetWindowsMs ?? this.core.setup.workingSetWindowsMs;
       const sampling = windows?.length ? this.sampleWorkingSet(windows) : undefined;
@@ -349,6 +373,14 @@ export class MigrationSession {
           case 'cancel':
             await this.src.execute('migrate_cancel');
             break;
+          case 'pausePostcopy':
+            // Both sides: a destination still waiting on a dead socket must let go of it too.
+            await this.opts.destination.execute('migrate-pause').catch(() => undefined);
+            await this.src.execute('migrate-pause');
+            break;
+          case 'recoverPostcopy':
+            await this.recoverPostcopy();
+            break;
           default: {
             const never: never = cmd;
             throw new Error(`unhandled command ${JSON.stringify(never)}`);
@@ -360,6 +392,32 @@ export class MigrationSession {
         if (!(err instanceof QmpError)) throw err;
       }
     }
+  }
+
+  /**
+   * One attempt to resume a paused post-copy: the destination listens again (`migrate-recover`),
+   * the source reconnects (`migrate` with `resume`). While the link is still down the source's
+   * attempt fails and QEMU stays paused; the core retries. A destination that is gone ends it.
+   */
+  private async recoverPostcopy(): Promise<void> {
+    const dst = this.opts.destination;
+    const uri = this.opts.incomingUri ?? this.opts.migrateUri;
+    let dstStatus: string | undefined;
+    try {
+      dstStatus = MigrationInfoSchema.parse(
+        await dst.execute('query-migrate', undefined, { timeoutMs: 3000 }),
+      ).status;
+    } catch (err) {
+      const gone =
+        (this.opts.destinationAlive !== undefined && !this.opts.destinationAlive()) ||
+        (err instanceof QmpConnectionError && dst.isClosed && (await monitorGone(dst)));
+      if (gone) this.core.destinationGone();
+      return;
+    }
+    if (dstStatus === 'postcopy-active') await dst.execute('migrate-pause').catch(() => undefined);
+    if (dstStatus !== 'postcopy-recover-setup' && dstStatus !== 'postcopy-recover')
+      await dst.execute('migrate-recover', { uri }).catch(() => undefined);
+    await this.src.execute('migrate', { uri: this.opts.migrateUri, resume: true });
   }
 
   /**
@@ -476,10 +534,27 @@ export class MigrationSession {
     const wallMs = endedAt - this.startedAt;
     const passes = this.core.passes;
     const error = this.error ?? (ending.outcome !== 'completed' ? info['error-desc'] : undefined);
+    const iso = (perfMs: number) => new Date(this.startedWallMs + (perfMs - this.startedAt)).toISOString();
     return {
+      schemaVersion: 1,
       outcome: ending.outcome,
       guestRunsOn: ending.guestRunsOn,
       reason: ending.reason,
+      // The CLI's exit code (migrationExitCode): where the guest runs decides.
+      exitCode:
+        ending.outcome === 'completed' && ending.guestRunsOn === 'destination'
+          ? EXIT.ok
+          : ending.outcome !== 'completed' && ending.guestRunsOn === 'source'
+            ? EXIT.migrationFailed
+            : EXIT.operatorNeeded,
+      startedAt: iso(this.startedAt),
+      endedAt: iso(endedAt),
+      endpoints: {
+        source: describeTarget(this.opts.source.target),
+        destination: describeTarget(this.opts.destination.target),
+        migrateUri: this.opts.migrateUri,
+        ...(this.opts.incomingUri ? { incomingUri: this.opts.incomingUri } : {}),
+      },
       qemuStatus: info.status ?? 'unknown',
       policy: this.opts.policy.policy.name,
       policyConfig: this.opts.policy.config,
@@ -496,6 +571,7 @@ export class MigrationSession {
       actionLatencyMs: this.core.actionLatencyMs,
       regionSource: this.core.regionHistory?.source,
       postcopy: this.core.postcopyStarted || this.destinationStarted,
+      postcopyRecoveries: this.core.postcopyRecoveries,
       controllerCpuPct,
       workingSetSamples: this.core.workingSetSamples,
       clock: {
