@@ -61,6 +61,13 @@ describe('exit codes', () => {
     expect(migrationExitCode({ outcome: 'completed', guestRunsOn: 'destination' })).toBe(EXIT.ok);
     expect(migrationExitCode({ outcome: 'cancelled', guestRunsOn: 'source' })).toBe(EXIT.migrationFailed);
     expect(migrationExitCode({ outcome: 'failed', guestRunsOn: 'none' })).toBe(EXIT.operatorNeeded);
+    // The lab: completed, but the destination failed its checks: a lost guest.
+    expect(migrationExitCode({ outcome: 'completed', guestRunsOn: 'destination' }, false)).toBe(
+      EXIT.operatorNeeded,
+    );
+    expect(migrationExitCode({ outcome: 'cancelled', guestRunsOn: 'source' }, false)).toBe(
+      EXIT.migrationFailed,
+    );
     expect(recoveryExitCode({ running: 'none' })).toBe(EXIT.operatorNeeded);
     expect(recoveryExitCode({ running: 'source' })).toBe(EXIT.ok);
   });

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { z } from 'zod';
+import { ControlServer } from '../../migration/control-socket.js';
 import { MigrationSession, type MigrationResult } from '../../migration/session.js';
 import { QmpClient } from '../../qmp/index.js';
 import { MigrationTap } from '../../tap/index.js';
@@ -9,6 +11,7 @@ import { mib, passTimeline } from '../format.js';
 import { checkMigrationFlags, migrationOptions, regionWarning } from '../migration-flags.js';
 import { interruptSignal, progressReporter } from '../progress.js';
 import { formatRate } from '../rate.js';
+import { RunOutputs, runOutputOptions } from '../run-outputs.js';
 
 /** `--tap` relays to where `--uri` points. */
 function tapUpstream(uri: string): { upstreamHost: string; upstreamPort: number } {
@@ -17,10 +20,19 @@ function tapUpstream(uri: string): { upstreamHost: string; upstreamPort: number 
   return { upstreamHost: m[1]!.replace(/^\[|\]$/g, ''), upstreamPort: Number(m[2]) };
 }
 
-/** Exit code of a migration's result: where the guest runs decides. */
-export function migrationExitCode(r: Pick<MigrationResult, 'outcome' | 'guestRunsOn'>): ExitCode {
-  if (r.guestRunsOn === 'none') return EXIT.operatorNeeded;
-  return r.outcome === 'completed' ? EXIT.ok : EXIT.migrationFailed;
+/**
+ * Exit code of a migration's result, from where the guest runs: 0 completed and running on the
+ * destination (and, in the lab, `verified`); 1 not completed and the source runs on; 3 anything
+ * else — no side runs it, or a completed migration whose destination failed its checks (a lost
+ * guest), or one the controller cannot place: the operator decides.
+ */
+export function migrationExitCode(
+  r: Pick<MigrationResult, 'outcome' | 'guestRunsOn'>,
+  verified = true,
+): ExitCode {
+  if (r.outcome === 'completed' && r.guestRunsOn === 'destination' && verified) return EXIT.ok;
+  if (r.outcome !== 'completed' && r.guestRunsOn === 'source') return EXIT.migrationFailed;
+  return EXIT.operatorNeeded;
 }
 
 /** Connects to a QMP socket named on the command line; failing to is bad input (exit 2). */
@@ -32,26 +44,36 @@ async function connect(spec: string): Promise<QmpClient> {
   }
 }
 
+const RamSummarySchema = z
+  .object({
+    'base-memory': z
+      .number()
+      .int()
+      .positive()
+      .max(2 ** 50),
+  })
+  .loose();
+const BandwidthSchema = z.object({ 'max-bandwidth': z.number().nonnegative().optional() }).loose();
+
 /** Reads what the deadline needs from the source: its RAM and the max-bandwidth QEMU holds to. */
 async function sourceFacts(source: QmpClient): Promise<{ ramBytes: number; maxBandwidthBps?: number }> {
   let ramBytes: number;
   try {
-    ramBytes = (await source.execute<{ 'base-memory': number }>('query-memory-size-summary'))['base-memory'];
+    ramBytes = RamSummarySchema.parse(await source.execute('query-memory-size-summary'))['base-memory'];
   } catch (err) {
-    throw new MigrationSetupError(
-      `the source does not say its RAM size (query-memory-size-summary): ${(err as Error).message}`,
-    );
+    const why = err instanceof z.ZodError ? 'an answer without a sane base-memory' : (err as Error).message;
+    throw new MigrationSetupError(`the source does not say its RAM size (query-memory-size-summary): ${why}`);
   }
-  const params = await source
-    .execute<{ 'max-bandwidth'?: number }>('query-migrate-parameters')
-    .catch(() => undefined);
-  return { ramBytes, maxBandwidthBps: params?.['max-bandwidth'] };
+  // Only for the default deadline: without it, 1 Gbit/s is assumed.
+  const params = BandwidthSchema.safeParse(
+    await source.execute('query-migrate-parameters').catch(() => undefined),
+  );
+  return { ramBytes, maxBandwidthBps: params.success ? params.data['max-bandwidth'] : undefined };
 }
 
 export function register(program: Command): void {
   migrationOptions(
-    program
-      .command('migrate')
+    runOutputOptions(program.command('migrate'))
       .description(
         'control a migration between two QEMU instances you run (QMP unix socket or HOST:PORT each)',
       )
@@ -62,7 +84,12 @@ export function register(program: Command): void {
       .option(
         '--tap [addr:port]',
         'relay through the tap, listening here (default 127.0.0.1, any port); needs a tcp: --uri',
-      ),
+      )
+      .option(
+        '--control-socket <path>',
+        'listen for kvmigrate ctl here (default $XDG_RUNTIME_DIR/kvmigrate/PID.sock, /run/kvmigrate/ or TMPDIR)',
+      )
+      .option('--no-control-socket', 'no control socket'),
   ).action(async (o, cmd: Command) => {
     const flags = checkMigrationFlags(o, cmd.getOptionValueSource('policy') === 'cli');
     const upstream = o.tap ? tapUpstream(o.uri) : undefined;
@@ -70,12 +97,24 @@ export function register(program: Command): void {
       const warning = regionWarning(flags.policy, flags.downtimeBudgetMs, flags.postcopyPermitted);
       if (warning) process.stderr.write(`kvmigrate: ${warning}\n`);
     }
-    const source = await connect(o.src);
-    const destination = await connect(o.dst).catch((e) => {
+    const outputs = await RunOutputs.open(o, {
+      policy: flags.policy.policy.name,
+      source: o.src,
+      destination: o.dst,
+      migrateUri: o.uri,
+    });
+    if (outputs.metricsUrl && !o.quiet) process.stderr.write(`kvmigrate: metrics on ${outputs.metricsUrl}\n`);
+    const source = await connect(o.src).catch(async (e) => {
+      await outputs.close();
+      throw e;
+    });
+    const destination = await connect(o.dst).catch(async (e) => {
       source.close();
+      await outputs.close();
       throw e;
     });
     let tap: MigrationTap | undefined;
+    let control: ControlServer | undefined;
     try {
       const facts = await sourceFacts(source);
       const rateBps = flags.maxBandwidthBps ?? facts.maxBandwidthBps;
@@ -100,7 +139,7 @@ export function register(program: Command): void {
           ? [`max-bandwidth ${formatRate(flags.maxBandwidthBps)}`]
           : []),
       ]);
-      const result = await new MigrationSession({
+      const session = new MigrationSession({
         source,
         destination,
         migrateUri: tap?.uri ?? o.uri,
@@ -115,7 +154,17 @@ export function register(program: Command): void {
         postcopyBandwidthBps: flags.postcopyBandwidthBps,
         signal: interruptSignal(),
         ...progress,
-      }).run();
+        onEvent: outputs.onEvent,
+      });
+      if (o.controlSocket !== false) {
+        control = await ControlServer.listen(session, o.controlSocket);
+        outputs.listen(control.observe);
+        if (!o.quiet)
+          process.stderr.write(
+            `kvmigrate: control socket ${control.path} (kvmigrate ctl ${control.path} status|force-complete|postcopy|abort|set-downtime MS)\n`,
+          );
+      }
+      const result = await session.run();
       progress.done();
       if (!o.json && !o.quiet) {
         process.stderr.write(
@@ -124,9 +173,14 @@ export function register(program: Command): void {
           ).toFixed(2)} s, downtime ${result.qemuDowntimeMs} ms, sent ${mib(result.transferredBytes)}\n`,
         );
       }
-      process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
+      if (outputs.eventsError) process.stderr.write(`kvmigrate: --events stopped: ${outputs.eventsError}\n`);
+      // With --events -, stdout is the event stream and the result its last line.
+      if (!outputs.eventsOnStdout)
+        process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
       process.exitCode = migrationExitCode(result);
     } finally {
+      await control?.close();
+      await outputs.close();
       await tap?.close();
       source.close();
       destination.close();
