@@ -4,19 +4,17 @@ import type { MigrationInfo } from '../core/sample.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
 import type { PassRecord } from '../policy/types.js';
 import { UsageError } from '../util/errors.js';
-import { activeShare, newlyDirtied, type PageClass } from './model.js';
+import { SharedLink, type LinkVariation } from './link.js';
+import type { PageClass } from './model.js';
+import { DEFAULT_PARAMS, streamCapBps, type ModelParams } from './params.js';
+import { MigrationModel, type ModelEnd } from './qemu-model.js';
 
 const PAGE = 4096;
-/** Bytes on the wire: a full page record, and a zero page record (header + fill byte). */
-const FULL_PAGE_BYTES = PAGE + 8;
-const ZERO_PAGE_BYTES = 9;
-/** After a post-copy switch the guest faults on what it touches; the pages of this window must cross first. */
-const POSTCOPY_TOUCH_MS = 125;
-const REGION_PAGES = 512; // 2 MiB, as the live region sources
+const REGION_BYTES = 2 ** 21; // 2 MiB, as the live region sources
 
 export interface SimOptions {
   ramBytes: number;
-  /** Link rate, bytes/s. */
+  /** Link rate, bytes/s (the link's capacity when the migration has it to itself). */
   linkBps: number;
   rttMs?: number;
   classes: PageClass[];
@@ -31,14 +29,16 @@ export interface SimOptions {
   checkMs?: number;
   /** Controller poll interval, ms (default 50, as the live controller). */
   pollMs?: number;
-  /**
-   * Guest RAM QEMU's migration thread can examine per second (every page is checked for zeros
-   * before it is sent): what bounds the bulk pass of a large, mostly empty VM. Default 20 GB/s, an
-   * assumption (memory bandwidth of one core), not measured here: under TCG the link bounds it.
-   */
+  /** Shorthand for params.scanBytesPerS. */
   scanBytesPerS?: number;
-  /** Fixed cost of the stop-and-copy besides sending pages: device state, last sync (ms). */
+  /** Shorthand for params.switchCostMs. */
   switchCostMs?: number;
+  /** Host and QEMU facts: multifd channels, per-channel rate, sync and switchover costs… (src/sim/params.ts). */
+  params?: Partial<ModelParams>;
+  /** QEMU's max-bandwidth for this migration, bytes/s (lifted during the stop-and-copy, as QEMU does). */
+  maxBandwidthBps?: number;
+  /** The link's capacity over time (simulate() only; a fleet's links carry their own). */
+  linkVariation?: LinkVariation;
   /** Sees every sample the core observes (traces, and replaying a run through another driver). */
   onObserve?: (info: MigrationInfo, atMs: number) => void;
 }
@@ -58,336 +58,148 @@ export interface SimResult {
   postcopy: boolean;
 }
 
-interface ClassState {
-  c: PageClass;
-  /** Dirty pages of the class in the migration bitmap ahead of QEMU's scan cursor (this round). */
-  toSend: number;
-  /** Dirty pages in the bitmap behind the cursor: the next scan round sends them. */
-  next: number;
-  /** Pages of the class in the dirty log since the last sync. */
-  log: number;
-  /** Where the class lies in RAM, in 2 MiB regions, and (sequential writers) its cursor, in pages. */
-  firstRegion: number;
-  regionCount: number;
-  cursor: number;
-  cursorAtSync: number;
-}
-
-/** How the model's migration ended, before the core says where the guest runs. */
-type ModelEnd = { status: 'completed' | 'cancelled'; downtimeMs: number; why: string };
-
-/**
- * A deterministic model of QEMU's pre-copy loop and the link, driven by page classes. Mean-field:
- * counts, not page identities. Per step: the link sends from the migration bitmap (full pages
- * cost 4 KiB, zero pages 9 bytes); the guest dirties pages into the dirty log; every `checkMs`
- * QEMU compares what is left with bandwidth × downtime-limit and, when under it, syncs
- * (bitmap |= log) and either stops the guest (still under) or starts a new pass. It reports
- * itself as `query-migrate` samples and obeys the controller core's commands.
- */
-class MigrationModel {
-  t = 0;
-  transferred = 0;
-  normalSent = 0;
-  zeroSent = 0;
-  pass = 1;
-  limitMs: number;
-  paused = false;
-  pausedAt = 0;
-  throttle = 0;
-  private throttleArmed = 0;
-  private lastDirtyRate = 0;
-  private passStart = { t: 0, transferred: 0 };
-  readonly classes: ClassState[];
-  private zeroToSend: number;
-  private roundFull: number;
-  private roundFullSent = 0;
-  private readonly scanPagesPerStep: number;
-
-  constructor(
-    private readonly o: SimOptions,
-    downtimeLimitMs: number,
-    private readonly autoConverge: boolean,
-  ) {
-    const stepMs = o.stepMs ?? 10;
-    this.limitMs = downtimeLimitMs;
-    this.scanPagesPerStep = ((o.scanBytesPerS ?? 20e9) * stepMs) / 1000 / PAGE;
-    let nextRegion = 0;
-    this.classes = o.classes.map((c) => {
-      const regionCount = Math.max(1, Math.ceil((c.regionPages ?? c.pages) / REGION_PAGES));
-      const firstRegion = nextRegion;
-      nextRegion += regionCount;
-      return {
-        c,
-        toSend: c.initialPages ?? c.pages,
-        next: 0,
-        log: 0,
-        firstRegion,
-        regionCount,
-        cursor: 0,
-        cursorAtSync: 0,
-      };
-    });
-    const ramPages = o.ramBytes / PAGE;
-    this.zeroToSend = Math.max(
-      0,
-      ramPages - this.classes.reduce((s, k) => s + (k.c.regionPages ?? k.toSend), 0),
-    );
-    this.roundFull = this.classes.reduce((s, k) => s + k.toSend, 0);
-  }
-
-  pending(): number {
-    return this.classes.reduce((s, k) => s + k.toSend + k.next, 0) + this.zeroToSend;
-  }
-
-  /** What `query-migrate` would say now. */
-  sample(status: string): MigrationInfo {
-    return {
-      status,
-      'total-time': this.t,
-      ram: {
-        transferred: this.transferred,
-        remaining: this.pending() * PAGE,
-        total: this.o.ramBytes,
-        duplicate: this.zeroSent,
-        normal: this.normalSent,
-        'dirty-sync-count': this.pass,
-        'dirty-pages-rate': this.lastDirtyRate,
-        mbps: (this.o.linkBps * 8) / 1e6,
-      },
-    };
-  }
-
-  /** One step of the link and the guest. */
-  step(stepMs: number): void {
-    this.send(stepMs);
-    if (!this.paused) this.dirty(stepMs);
-    this.t += stepMs;
-  }
-
-  /**
-   * The link sends for one step. QEMU scans RAM by address; on the lab guest the used memory
-   * lies low, so the scan meets full pages first (measured: the bulk pass's first 1.1–1.5 s sent
-   * 34–45 k full pages and ~3 k zero pages), and the zero pages after them.
-   */
-  private send(stepMs: number): void {
-    let budget = (this.o.linkBps * stepMs) / 1000;
-    let scan = this.scanPagesPerStep;
-    const full = this.classes.reduce((s, k) => s + k.toSend, 0);
-    if (full > 0) {
-      const fullSent = Math.min(full, budget / FULL_PAGE_BYTES, scan);
-      budget -= fullSent * FULL_PAGE_BYTES;
-      scan -= fullSent;
-      this.transferred += fullSent * FULL_PAGE_BYTES;
-      for (const k of this.classes) k.toSend -= (fullSent * k.toSend) / full;
-      this.normalSent += fullSent;
-      this.roundFullSent += fullSent;
-    }
-    if (this.zeroToSend > 0 && budget > 0 && scan > 0) {
-      const zerosSent = Math.min(this.zeroToSend, budget / ZERO_PAGE_BYTES, scan);
-      this.transferred += zerosSent * ZERO_PAGE_BYTES;
-      this.zeroToSend -= zerosSent;
-      this.zeroSent += zerosSent;
-    }
-    if (this.zeroToSend <= 0 && this.classes.every((k) => k.toSend <= 1e-9)) {
-      // The cursor wraps: what was behind it is the new round.
-      for (const k of this.classes) {
-        k.toSend = k.next;
-        k.next = 0;
-      }
-      this.roundFull = this.classes.reduce((s, k) => s + k.toSend, 0);
-      this.roundFullSent = 0;
-    }
-  }
-
-  /** The guest dirties pages into the dirty log. */
-  private dirty(stepMs: number): void {
-    const t = this.t;
-    for (const k of this.classes) {
-      k.log = Math.min(k.c.pages, k.log + newlyDirtied(k.c, k.log, stepMs / 1000, this.throttle, t / 1000));
-      if (k.c.sequential)
-        k.cursor +=
-          k.c.rate * (1 - this.throttle) * (stepMs / 1000) * activeShare(k.c, t / 1000, stepMs / 1000);
-      if (
-        k.c.periodS &&
-        Math.floor(t / 1000 / k.c.periodS) !== Math.floor((t + stepMs) / 1000 / k.c.periodS)
-      ) {
-        // The hot window moved: its pages in the bitmap stay, but the new window starts clean in the log.
-        k.log = 0;
-      }
-    }
-  }
-
-  /** QEMU's stop rule: true when what is left fits bandwidth × downtime-limit even after a sync. */
-  stopRuleSyncs(): 'no' | 'synced' | 'stop' {
-    const thresholdPages = (this.o.linkBps * (this.limitMs / 1000)) / PAGE;
-    if (this.pending() >= thresholdPages) return 'no';
-    this.sync();
-    return this.pending() < thresholdPages ? 'stop' : 'synced';
-  }
-
-  /** A bitmap sync: bitmap |= log, the new pages split by QEMU's scan cursor; a new pass begins. */
-  sync(): void {
-    // The share of this round's full pages still ahead of the cursor (none once in the zeros).
-    const inFullSection = this.classes.some((x) => x.toSend > 0);
-    const ahead =
-      inFullSection && this.roundFull > 0 ? Math.max(0, 1 - this.roundFullSent / this.roundFull) : 0;
-    for (const k of this.classes) k.cursorAtSync = k.cursor;
-    let loggedPages = 0;
-    for (const k of this.classes) {
-      // Newly dirty = logged pages not already in the bitmap (independence), split by the cursor.
-      const fresh = k.log * Math.max(0, 1 - (k.toSend + k.next) / Math.max(1, k.c.pages));
-      loggedPages += k.log;
-      k.toSend += fresh * ahead;
-      k.next += fresh * (1 - ahead);
-      k.log = 0;
-    }
-    const seconds = Math.max(0.001, (this.t - this.passStart.t) / 1000);
-    this.lastDirtyRate = loggedPages / seconds;
-    // auto-converge: throttle when the guest dirtied more than half of what was sent, twice in a row.
-    if (this.autoConverge) {
-      const sent = this.transferred - this.passStart.transferred;
-      this.throttleArmed = loggedPages * PAGE > 0.5 * sent ? this.throttleArmed + 1 : 0;
-      if (this.throttleArmed >= 2)
-        this.throttle = Math.min(0.99, this.throttle === 0 ? 0.2 : this.throttle + 0.1);
-    }
-    this.pass++;
-    this.passStart = { t: this.t, transferred: this.transferred };
-  }
-
-  /** The regions each class dirtied since the last sync (mean-field: all of a random class's, or none). */
-  dirtiedRegions(): number[] {
-    const out: number[] = [];
-    for (const k of this.classes) {
-      if (k.log <= 0) continue;
-      if (k.c.sequential) {
-        const from = Math.floor(k.cursorAtSync / REGION_PAGES);
-        const to = Math.floor(k.cursor / REGION_PAGES);
-        for (let r = from; r <= Math.min(to, from + k.regionCount - 1); r++)
-          out.push(k.firstRegion + (r % k.regionCount));
-      } else if (k.c.periodS) {
-        // phase: the hot window's regions, at its current place in the region it moves through.
-        const windowRegions = Math.max(1, Math.ceil(k.c.pages / REGION_PAGES));
-        const places = Math.max(1, Math.floor(k.regionCount / windowRegions));
-        const at = (Math.floor(this.t / 1000 / k.c.periodS) % places) * windowRegions;
-        for (let r = 0; r < windowRegions; r++) out.push(k.firstRegion + at + r);
-      } else if (k.log / k.regionCount >= Math.LN2) {
-        // At least one write per region with even odds or better.
-        for (let r = 0; r < k.regionCount; r++) out.push(k.firstRegion + r);
-      }
-    }
-    return out;
-  }
-
-  /** Distinct bytes the guest dirties within a window of `ms` ending at `end`. */
-  dirtiedWithin(end: number, ms: number): number {
-    return (
-      this.classes.reduce(
-        (sum, k) => sum + newlyDirtied(k.c, 0, ms / 1000, this.throttle, (end - ms) / 1000),
-        0,
-      ) * PAGE
-    );
-  }
-
-  /** The stop-and-copy: everything left crosses while the guest is stopped. */
-  stopAndCopy(why: string): ModelEnd {
-    const bytes =
-      this.classes.reduce((s, k) => s + k.toSend + k.next, 0) * FULL_PAGE_BYTES +
-      this.zeroToSend * ZERO_PAGE_BYTES;
-    const copyMs = (bytes / this.o.linkBps) * 1000 + (this.o.switchCostMs ?? 40) + (this.o.rttMs ?? 0);
-    this.transferred += bytes;
-    this.t += copyMs;
-    this.normalSent += this.classes.reduce((s, k) => s + k.toSend + k.next, 0);
-    // After a pause the guest has been stopped since the pause, not just for the copy.
-    return { status: 'completed', downtimeMs: this.paused ? this.t - this.pausedAt : copyMs, why };
-  }
-
-  /** A post-copy switch: the guest moves now, the rest follows on demand and in the background. */
-  postcopy(): ModelEnd {
-    const switchCostMs = this.o.switchCostMs ?? 40;
-    const rest =
-      this.classes.reduce((s, k) => s + k.toSend + k.next + k.log, 0) * FULL_PAGE_BYTES +
-      this.zeroToSend * ZERO_PAGE_BYTES;
-    this.transferred += rest;
-    // The guest stalls until what it touches within its first moments there has crossed.
-    const stalledMs =
-      (Math.min(rest, this.dirtiedWithin(this.t + POSTCOPY_TOUCH_MS, POSTCOPY_TOUCH_MS)) / this.o.linkBps) *
-      1000;
-    this.t += (rest / this.o.linkBps) * 1000 + switchCostMs;
-    return { status: 'completed', downtimeMs: switchCostMs + stalledMs, why: 'post-copy' };
-  }
-}
-
-/**
- * Runs one simulated migration through the controller core — the same safety chain, action rules
- * and policy as the live drivers. The core sees the model's `query-migrate` samples every
- * `pollMs` and right after each sync (the live drivers wake on MIGRATION_PASS), and the model
- * carries out its commands.
- */
-export function simulate(o: SimOptions): SimResult {
-  checkSimOptions(o);
-  const stepMs = o.stepMs ?? 10;
-  const checkMs = o.checkMs ?? 50;
-  const pollMs = o.pollMs ?? 50;
-  const core = new Controller({
-    policy: o.policy,
-    downtimeBudgetMs: o.downtimeBudgetMs,
-    deadlineMs: o.deadlineMs,
-    onDeadline: o.onDeadline,
-    postcopyPermitted: o.postcopyPermitted ?? false,
-    ramBytes: o.ramBytes,
-  });
-  const setup = core.setup;
-  const m = new MigrationModel(o, setup.downtimeLimitMs, setup.autoConverge);
-  if (setup.wantsRegions) {
-    core.attachRegions({
-      source: 'model',
-      regionBytes: REGION_PAGES * PAGE,
-      regionCount: Math.ceil(o.ramBytes / PAGE / REGION_PAGES),
-    });
-  }
-  const observe = (status: string) => {
-    const info = m.sample(status);
-    o.onObserve?.(info, m.t);
-    return core.observe(info, m.t);
+/** The model's parameters for a run: defaults, then the shorthands, then `params`. */
+export function modelParams(o: SimOptions): ModelParams {
+  return {
+    ...DEFAULT_PARAMS,
+    ...(o.scanBytesPerS !== undefined ? { scanBytesPerS: o.scanBytesPerS } : {}),
+    ...(o.switchCostMs !== undefined ? { switchCostMs: o.switchCostMs } : {}),
+    ...o.params,
   };
-  const sampler = workingSetSampler(setup.workingSetWindowsMs ?? [], o.ramBytes, m);
-  let end: ModelEnd | undefined;
-  while (!end) {
-    m.step(stepMs);
+}
+
+/**
+ * One simulated migration through the controller core — the same safety chain, action rules
+ * and policy as the live drivers — advanced one step at a time at the rate its link gives it, so
+ * that several can share links (src/sim/fleet.ts). The core sees the model's `query-migrate`
+ * samples every `pollMs` and right after each sync (the live drivers wake on MIGRATION_PASS),
+ * and the model carries out its commands.
+ */
+export class SimRun {
+  readonly core: Controller;
+  readonly m: MigrationModel;
+  readonly stepMs: number;
+  end: ModelEnd | undefined;
+  private readonly checkMs: number;
+  private readonly pollMs: number;
+  private readonly params: ModelParams;
+  private readonly sampler: (t: number) => { seconds: number; bytes: number; atMs: number }[];
+
+  constructor(readonly o: SimOptions) {
+    checkSimOptions(o);
+    this.stepMs = o.stepMs ?? 10;
+    this.checkMs = o.checkMs ?? 50;
+    this.pollMs = o.pollMs ?? 50;
+    this.params = modelParams(o);
+    this.core = new Controller({
+      policy: o.policy,
+      downtimeBudgetMs: o.downtimeBudgetMs,
+      deadlineMs: o.deadlineMs,
+      onDeadline: o.onDeadline,
+      postcopyPermitted: o.postcopyPermitted ?? false,
+      ramBytes: o.ramBytes,
+    });
+    const setup = this.core.setup;
+    this.m = new MigrationModel(
+      { ramBytes: o.ramBytes, classes: o.classes, rttMs: o.rttMs ?? 0, params: this.params },
+      setup.downtimeLimitMs,
+      setup.autoConverge,
+    );
+    if (setup.wantsRegions) {
+      this.core.attachRegions({
+        source: 'model',
+        regionBytes: REGION_BYTES,
+        regionCount: Math.ceil(o.ramBytes / REGION_BYTES),
+      });
+    }
+    this.sampler = workingSetSampler(setup.workingSetWindowsMs ?? [], o.ramBytes, this.m);
+  }
+
+  get done(): boolean {
+    return this.end !== undefined;
+  }
+
+  get t(): number {
+    return this.m.t;
+  }
+
+  /** Bytes/s this migration can use in its next step: its streams, and max-bandwidth before the switch. */
+  demandBps(): number {
+    if (this.end) return 0;
+    const cap = streamCapBps(this.params);
+    return this.m.sw ? cap : Math.min(cap, this.o.maxBandwidthBps ?? Infinity);
+  }
+
+  private observe(status: string) {
+    const info = this.m.sample(status);
+    this.o.onObserve?.(info, this.m.t);
+    return this.core.observe(info, this.m.t);
+  }
+
+  /** One step at `rateBps` (what the link gives this migration now). */
+  step(rateBps: number): void {
+    if (this.end) return;
+    const m = this.m;
+    if (m.sw) {
+      const end = m.stepSwitch(this.stepMs, rateBps);
+      if (end) this.finish(end);
+      return;
+    }
+    m.step(this.stepMs, rateBps);
     let synced = false;
-    if (m.t % checkMs < stepMs) {
-      const dirtied = setup.wantsRegions ? m.dirtiedRegions() : [];
+    if (m.t % this.checkMs < this.stepMs) {
+      const dirtied = this.core.setup.wantsRegions ? m.dirtiedRegions() : [];
       const rule = m.stopRuleSyncs();
-      if (rule !== 'no') core.regionsDirtied(dirtied);
+      if (rule !== 'no') this.core.regionsDirtied(dirtied);
       if (rule === 'stop') {
         // The guest is stopped: the controller sees QEMU in `device` and cannot act any more.
-        observe('device');
-        end = m.stopAndCopy(m.paused ? 'completed after pause' : 'QEMU completed the migration');
-        break;
+        this.observe('device');
+        m.beginStop(m.paused ? 'completed after pause' : 'QEMU completed the migration');
+        return;
       }
       synced = rule === 'synced';
     }
-    if (!m.paused) for (const s of sampler(m.t)) core.workingSetMeasured(s);
-    if (synced || m.t % pollMs < stepMs) end = carryOut(observe('active').commands, core, m);
+    if (!m.paused) for (const s of this.sampler(m.t)) this.core.workingSetMeasured(s);
+    if (synced || m.t % this.pollMs < this.stepMs) {
+      const end = carryOut(this.observe('active').commands, this.core, m);
+      if (end) this.finish(end);
+    }
   }
-  observe(end.status);
-  core.finish(undefined, m.t);
-  const ending = core.conclude({
-    sourceRunState: end.status === 'completed' ? 'postmigrate' : 'running',
-    sourceWasRunning: true,
-    destination: end.status === 'completed' ? { verdict: 'completed', detail: 'model' } : undefined,
-  });
-  return {
-    outcome: ending.outcome,
-    guestRunsOn: ending.guestRunsOn,
-    reason: end.status === 'completed' ? end.why : ending.reason,
-    totalTimeMs: m.t,
-    downtimeMs: end.downtimeMs,
-    transferredBytes: m.transferred,
-    passes: core.passes,
-    decisions: core.decisions,
-    postcopy: core.postcopyStarted,
-  };
+
+  private finish(end: ModelEnd): void {
+    this.end = end;
+    this.observe(end.status);
+    this.core.finish(undefined, this.m.t);
+  }
+
+  result(): SimResult {
+    const end = this.end;
+    if (!end) throw new Error('SimRun.result() before the run ended');
+    const ending = this.core.conclude({
+      sourceRunState: end.status === 'completed' ? 'postmigrate' : 'running',
+      sourceWasRunning: true,
+      destination: end.status === 'completed' ? { verdict: 'completed', detail: 'model' } : undefined,
+    });
+    return {
+      outcome: ending.outcome,
+      guestRunsOn: ending.guestRunsOn,
+      reason: end.status === 'completed' ? end.why : ending.reason,
+      totalTimeMs: this.m.t,
+      downtimeMs: end.downtimeMs,
+      transferredBytes: this.m.transferred,
+      passes: this.core.passes,
+      decisions: this.core.decisions,
+      postcopy: this.core.postcopyStarted,
+    };
+  }
+}
+
+/** One migration with its link to itself (whose capacity may vary over time). */
+export function simulate(o: SimOptions): SimResult {
+  const run = new SimRun(o);
+  const link = new SharedLink('link', o.linkBps, o.rttMs ?? 0, o.linkVariation);
+  while (!run.done) run.step(Math.min(run.demandBps(), link.capacityAt(run.t)));
+  return run.result();
 }
 
 /**
@@ -395,7 +207,7 @@ export function simulate(o: SimOptions): SimResult {
  * UsageError). The pages a class holds when the migration starts must fit in the guest's RAM.
  */
 export function checkSimOptions(o: SimOptions): void {
-  const bad = (why: string) => {
+  const bad = (why: string): never => {
     throw new UsageError(`simulator: ${why}`);
   };
   const positive = (x: number | undefined, what: string) => {
@@ -415,6 +227,8 @@ export function checkSimOptions(o: SimOptions): void {
   positive(o.pollMs, 'the poll interval');
   positive(o.scanBytesPerS, 'the zero-page scan rate');
   nonNegative(o.switchCostMs, 'the switchover cost');
+  positive(o.maxBandwidthBps, 'max-bandwidth');
+  checkParams(modelParams(o), bad);
   if (o.classes.length === 0) bad('no page classes: give a workload');
   let resident = 0;
   for (const c of o.classes) {
@@ -431,6 +245,27 @@ export function checkSimOptions(o: SimOptions): void {
     );
 }
 
+function checkParams(p: ModelParams, bad: (why: string) => never): void {
+  if (!Number.isInteger(p.channels) || p.channels < 1 || p.channels > 256)
+    bad(`multifd channels must be a whole number 1…256, not ${p.channels}`);
+  if (!Number.isInteger(p.vcpus) || p.vcpus < 1) bad(`vCPUs must be a whole number ≥ 1, not ${p.vcpus}`);
+  if (!(p.pageBytes >= 4096 && Number.isInteger(Math.log2(p.pageBytes))))
+    bad(`the page size must be a power of two ≥ 4096 bytes, not ${p.pageBytes}`);
+  if (!(p.postcopyStallShare >= 0 && p.postcopyStallShare < 1))
+    bad(`postcopyStallShare must be in [0, 1), not ${p.postcopyStallShare}`);
+  for (const key of ['channelBps', 'scanBytesPerS'] as const)
+    if (!(Number.isFinite(p[key]) && p[key] > 0)) bad(`${key} must be a number above 0, not ${p[key]}`);
+  for (const key of [
+    'syncMsPerGiB',
+    'syncFixedMs',
+    'switchCostMs',
+    'switchMsPerVcpu',
+    'dirtyLogFaultUs',
+    'faultUs',
+  ] as const)
+    if (!(Number.isFinite(p[key]) && p[key] >= 0)) bad(`${key} must be a number ≥ 0, not ${p[key]}`);
+}
+
 /** The model carries out the core's commands; a command that ends the migration returns how. */
 function carryOut(commands: Command[], core: Controller, m: MigrationModel): ModelEnd | undefined {
   for (const cmd of commands) {
@@ -444,7 +279,8 @@ function carryOut(commands: Command[], core: Controller, m: MigrationModel): Mod
         break;
       case 'startPostcopy':
         core.commandDone(cmd);
-        return m.postcopy();
+        m.beginPostcopy();
+        return undefined;
       case 'cancel':
         return { status: 'cancelled', downtimeMs: 0, why: 'cancelled' };
     }

@@ -1,0 +1,99 @@
+/**
+ * The host and QEMU facts the simulator's model of one migration depends on, beyond the guest's
+ * page classes and the link. Each default says where it comes from: measured on this project's
+ * TCG lab, read from QEMU's sources, or taken from the literature where the lab cannot measure it
+ * (no KVM, no fast NICs). Every one can be overridden per run.
+ */
+export interface ModelParams {
+  /**
+   * Streams carrying RAM: 1 = QEMU's single migration stream; n > 1 = the `multifd` capability
+   * with `multifd-channels` = n (QEMU's default when multifd is on is 2).
+   */
+  channels: number;
+  /**
+   * What one stream can carry, bytes/s, however fast the link: the sending thread copies every
+   * page (and TLS/compression would cost more). Default 10 Gbit/s: "the CPU that does the
+   * reception is a bottleneck on 10 Gigabit and faster" (QEMU wiki, Features/Migration-Multiple-fds,
+   * J. Quintela — the reason multifd exists). Not measurable on this lab's 1 Gbit TCG pair, where
+   * the link binds first.
+   */
+  channelBps: number;
+  /**
+   * Guest RAM one thread examines per second for zero pages before sending (bytes/s). QEMU ≥ 9.0
+   * does the zero-page check in the multifd threads (`zero-page-detection=multifd`), so with
+   * multifd it scales with `channels`. Default 20 GB/s: a memory-bandwidth-bound memcmp on one
+   * core — an assumption; under TCG here the link bounds the bulk pass of every validated run.
+   */
+  scanBytesPerS: number;
+  /**
+   * Cost of one dirty-bitmap sync (KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG over every memslot,
+   * then the bitmap merge in migration_bitmap_sync), ms per GiB of guest RAM, plus a fixed part.
+   * The migration thread sends nothing meanwhile. Default 1 ms/GiB + 0.2 ms: an assumption of the
+   * order of a bitmap walk (32 KiB of bitmap per GiB); QEMU added periodic syncs for huge guests
+   * because one iteration takes so long (commit 52ac968ab2, "Support periodic RAMBlock dirty bitmap
+   * sync"). Set it from your hosts' `trace-event migration_bitmap_sync_end` if you have them.
+   */
+  syncMsPerGiB: number;
+  syncFixedMs: number;
+  /**
+   * Fixed part of the stop-and-copy besides RAM: stopping vCPUs, device state, the final sync
+   * (which adds syncMsPerGiB × RAM) and the destination starting. Default 40 ms, fitted to the
+   * lab's pre-copy downtimes (docs/results); per vCPU add `switchMsPerVcpu` (CPU state, ~0.1 ms
+   * each — an assumption).
+   */
+  switchCostMs: number;
+  switchMsPerVcpu: number;
+  vcpus: number;
+  /**
+   * Dirty-tracking granularity, bytes (4 KiB on x86; 64 KiB target pages on some POWER/Arm
+   * configurations): a write anywhere in a page dirties, and resends, the whole page.
+   */
+  pageBytes: number;
+  /**
+   * KVM dirty logging write-protects pages: the first write to a clean page after each sync
+   * exits to the host (a write-protection fault), costing the writing vCPU this many µs. It caps
+   * how fast each vCPU can dirty *new* pages at 1e6 / cost per second. Default 0 (TCG, where the
+   * lab's write rates were measured with logging on); ~1–3 µs per fault under KVM with EPT is the
+   * order reported in the dirty-ring work (KVM: "Implement ring-based dirty memory tracking").
+   */
+  dirtyLogFaultUs: number;
+  /**
+   * Post-copy: the guest runs on the destination and stalls on each page it touches that has not
+   * arrived; the source streams the missing pages in address order from its cursor (urgent ones
+   * first). The guest is counted stalled while more than `postcopyStallShare` of its writes still
+   * land on missing pages (fitted to the lab's heartbeat-measured stalls, docs/results-postcopy),
+   * plus one fault round trip (link RTT + `faultUs` of userfaultfd handling on both sides).
+   */
+  postcopyStallShare: number;
+  faultUs: number;
+}
+
+export const DEFAULT_PARAMS: ModelParams = {
+  channels: 1,
+  channelBps: 1.25e9,
+  scanBytesPerS: 20e9,
+  syncMsPerGiB: 1,
+  syncFixedMs: 0.2,
+  switchCostMs: 40,
+  switchMsPerVcpu: 0.1,
+  vcpus: 1,
+  pageBytes: 4096,
+  dirtyLogFaultUs: 0,
+  postcopyStallShare: 0.08,
+  faultUs: 50,
+};
+
+/** Milliseconds one bitmap sync of `ramBytes` costs. */
+export function syncMs(p: ModelParams, ramBytes: number): number {
+  return p.syncFixedMs + (p.syncMsPerGiB * ramBytes) / 2 ** 30;
+}
+
+/** What the migration's streams can carry together, bytes/s (before the link). */
+export function streamCapBps(p: ModelParams): number {
+  return p.channels * p.channelBps;
+}
+
+/** Guest RAM examined per second for zero pages: the main thread, or every multifd channel. */
+export function scanRate(p: ModelParams): number {
+  return p.channels > 1 ? p.channels * p.scanBytesPerS : p.scanBytesPerS;
+}
