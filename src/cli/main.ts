@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../util/errors.js';
 import { register as registerBench } from './commands/bench.js';
+import { register as registerCtl } from './commands/ctl.js';
 import { register as registerDemo } from './commands/demo.js';
 import { register as registerLab } from './commands/lab.js';
 import { register as registerMigrate } from './commands/migrate.js';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: () => undefined });
   registerLab(program);
   registerMigrate(program);
+  registerCtl(program);
   registerBench(program);
   registerReport(program);
   registerSim(program);

@@ -7,6 +7,7 @@ import { UsageError } from '../util/errors.js';
 import { workloadClasses, type PageClass } from './model.js';
 import { simulate, type SimResult } from './simulate.js';
 import { readTrace, traceClasses } from './trace.js';
+import { SCHEMA_VERSION, type SimRunLine } from '../core/schema.js';
 
 const MiB = 2 ** 20;
 
@@ -84,6 +85,40 @@ export interface SweepRun {
   policyName: string;
   policyConfig: Record<string, unknown>;
   result: SimResult;
+}
+
+/**
+ * One run as a `sim --json` line (docs/schema/sim-run.schema.json): the result under the names
+ * `migrate --json` uses for the same things (qemuDowntimeMs, passes as records, policy and
+ * policyConfig), the sweep point around it.
+ */
+export function simRunLine(o: Pick<SweepOptions, 'downtimeBudgetMs' | 'deadlineS'>, r: SweepRun): SimRunLine {
+  const s = r.result;
+  return {
+    schemaVersion: SCHEMA_VERSION,
+    workload: r.workload,
+    ramMiB: r.ramMiB,
+    link: r.link,
+    policyLabel: r.policy,
+    result: {
+      outcome: s.outcome,
+      guestRunsOn: s.guestRunsOn,
+      reason: s.reason,
+      policy: r.policyName,
+      policyConfig: r.policyConfig,
+      downtimeBudgetMs: o.downtimeBudgetMs,
+      deadlineMs: o.deadlineS * 1000,
+      ramBytes: r.ramMiB * MiB,
+      totalTimeMs: s.totalTimeMs,
+      // As in the bench's records (sweepResults): after post-copy QEMU's pause is not the guest's.
+      qemuDowntimeMs: s.postcopy ? 0 : s.downtimeMs,
+      guestDowntimeMs: s.downtimeMs,
+      transferredBytes: s.transferredBytes,
+      passes: s.passes,
+      decisions: s.decisions,
+      postcopy: s.postcopy,
+    },
+  };
 }
 
 function label(p: ResolvedPolicy): string {

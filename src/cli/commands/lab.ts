@@ -11,12 +11,12 @@ import { labSummary, passTimeline } from '../format.js';
 import { checkMigrationFlags, migrationOptions } from '../migration-flags.js';
 import { accel, positiveInt, positiveNumber } from '../options.js';
 import { interruptSignal, progressReporter } from '../progress.js';
+import { RunOutputs, runOutputOptions } from '../run-outputs.js';
 import { migrationExitCode } from './migrate.js';
 
 function registerMigrate(lab: Command): void {
   migrationOptions(
-    lab
-      .command('migrate')
+    runOutputOptions(lab.command('migrate'))
       .description('start a lab pair, migrate it under a policy, verify the destination byte for byte')
       .option('--workload <spec>', 'guest workload, e.g. idle, random:200, hotcold:32:256:90', 'random:200')
       .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 512)
@@ -56,7 +56,15 @@ function registerMigrate(lab: Command): void {
         log,
       });
       let result: LabMigrationResult;
+      let outputs: RunOutputs | undefined;
       try {
+        outputs = await RunOutputs.open(o, {
+          policy: flags.policy.policy.name,
+          source: pair.source.spec.qmpSocket,
+          destination: pair.destination.spec.qmpSocket,
+          migrateUri: pair.migrateUri,
+        });
+        if (outputs.metricsUrl) log(`kvmigrate: metrics on ${outputs.metricsUrl}`);
         const progress = progressReporter(o.quiet || o.json, [
           `deadline ${deadline.why}, then ${flags.onDeadline}`,
         ]);
@@ -70,14 +78,19 @@ function registerMigrate(lab: Command): void {
           postcopyBandwidthBps: flags.postcopyBandwidthBps,
           signal,
           ...progress,
+          onEvent: outputs.onEvent,
         });
         progress.done();
       } finally {
+        await outputs?.close();
         await pair.destroy();
       }
       if (!o.json && !o.quiet)
         process.stderr.write(`${passTimeline(result.migration)}\n${labSummary(result)}\n`);
-      process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
+      if (outputs.eventsError) log(`kvmigrate: --events stopped: ${outputs.eventsError}`);
+      // With --events -, stdout is the event stream (its last line the migration's result).
+      if (!outputs.eventsOnStdout)
+        process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
       // In the lab, success also needs the byte-for-byte check and the guest running on.
       process.exitCode = migrationExitCode(result.migration, result.success);
     });

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
+import { ControlServer } from '../../migration/control-socket.js';
 import { MigrationSession, type MigrationResult } from '../../migration/session.js';
 import { QmpClient } from '../../qmp/index.js';
 import { MigrationTap } from '../../tap/index.js';
@@ -10,6 +11,7 @@ import { mib, passTimeline } from '../format.js';
 import { checkMigrationFlags, migrationOptions, regionWarning } from '../migration-flags.js';
 import { interruptSignal, progressReporter } from '../progress.js';
 import { formatRate } from '../rate.js';
+import { RunOutputs, runOutputOptions } from '../run-outputs.js';
 
 /** `--tap` relays to where `--uri` points. */
 function tapUpstream(uri: string): { upstreamHost: string; upstreamPort: number } {
@@ -71,8 +73,7 @@ async function sourceFacts(source: QmpClient): Promise<{ ramBytes: number; maxBa
 
 export function register(program: Command): void {
   migrationOptions(
-    program
-      .command('migrate')
+    runOutputOptions(program.command('migrate'))
       .description(
         'control a migration between two QEMU instances you run (QMP unix socket or HOST:PORT each)',
       )
@@ -83,7 +84,12 @@ export function register(program: Command): void {
       .option(
         '--tap [addr:port]',
         'relay through the tap, listening here (default 127.0.0.1, any port); needs a tcp: --uri',
-      ),
+      )
+      .option(
+        '--control-socket <path>',
+        'listen for kvmigrate ctl here (default $XDG_RUNTIME_DIR/kvmigrate/PID.sock, /run/kvmigrate/ or TMPDIR)',
+      )
+      .option('--no-control-socket', 'no control socket'),
   ).action(async (o, cmd: Command) => {
     const flags = checkMigrationFlags(o, cmd.getOptionValueSource('policy') === 'cli');
     const upstream = o.tap ? tapUpstream(o.uri) : undefined;
@@ -91,12 +97,24 @@ export function register(program: Command): void {
       const warning = regionWarning(flags.policy, flags.downtimeBudgetMs, flags.postcopyPermitted);
       if (warning) process.stderr.write(`kvmigrate: ${warning}\n`);
     }
-    const source = await connect(o.src);
-    const destination = await connect(o.dst).catch((e) => {
+    const outputs = await RunOutputs.open(o, {
+      policy: flags.policy.policy.name,
+      source: o.src,
+      destination: o.dst,
+      migrateUri: o.uri,
+    });
+    if (outputs.metricsUrl && !o.quiet) process.stderr.write(`kvmigrate: metrics on ${outputs.metricsUrl}\n`);
+    const source = await connect(o.src).catch(async (e) => {
+      await outputs.close();
+      throw e;
+    });
+    const destination = await connect(o.dst).catch(async (e) => {
       source.close();
+      await outputs.close();
       throw e;
     });
     let tap: MigrationTap | undefined;
+    let control: ControlServer | undefined;
     try {
       const facts = await sourceFacts(source);
       const rateBps = flags.maxBandwidthBps ?? facts.maxBandwidthBps;
@@ -121,7 +139,7 @@ export function register(program: Command): void {
           ? [`max-bandwidth ${formatRate(flags.maxBandwidthBps)}`]
           : []),
       ]);
-      const result = await new MigrationSession({
+      const session = new MigrationSession({
         source,
         destination,
         migrateUri: tap?.uri ?? o.uri,
@@ -136,7 +154,17 @@ export function register(program: Command): void {
         postcopyBandwidthBps: flags.postcopyBandwidthBps,
         signal: interruptSignal(),
         ...progress,
-      }).run();
+        onEvent: outputs.onEvent,
+      });
+      if (o.controlSocket !== false) {
+        control = await ControlServer.listen(session, o.controlSocket);
+        outputs.listen(control.observe);
+        if (!o.quiet)
+          process.stderr.write(
+            `kvmigrate: control socket ${control.path} (kvmigrate ctl ${control.path} status|force-complete|postcopy|abort|set-downtime MS)\n`,
+          );
+      }
+      const result = await session.run();
       progress.done();
       if (!o.json && !o.quiet) {
         process.stderr.write(
@@ -145,9 +173,14 @@ export function register(program: Command): void {
           ).toFixed(2)} s, downtime ${result.qemuDowntimeMs} ms, sent ${mib(result.transferredBytes)}\n`,
         );
       }
-      process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
+      if (outputs.eventsError) process.stderr.write(`kvmigrate: --events stopped: ${outputs.eventsError}\n`);
+      // With --events -, stdout is the event stream and the result its last line.
+      if (!outputs.eventsOnStdout)
+        process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
       process.exitCode = migrationExitCode(result);
     } finally {
+      await control?.close();
+      await outputs.close();
       await tap?.close();
       source.close();
       destination.close();

@@ -2,7 +2,14 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { readResults } from '../../bench/results.js';
 import { writeReports } from '../../bench/report.js';
-import { runSweep, sweepResults, validate, validationTable, type SweepOptions } from '../../sim/sweep.js';
+import {
+  runSweep,
+  simRunLine,
+  sweepResults,
+  validate,
+  validationTable,
+  type SweepOptions,
+} from '../../sim/sweep.js';
 import { table } from '../format.js';
 import { collect, list, positiveInt, positiveNumber } from '../options.js';
 
@@ -50,10 +57,8 @@ export function register(program: Command): void {
       const runs = runSweep(opts);
       const ms = performance.now() - t0;
       if (o.json) {
-        for (const r of runs)
-          process.stdout.write(
-            JSON.stringify({ ...r, result: { ...r.result, passes: r.result.passes.length } }) + '\n',
-          );
+        // The names migrate --json uses (docs/schema/sim-run.schema.json).
+        for (const r of runs) process.stdout.write(JSON.stringify(simRunLine(opts, r)) + '\n');
       } else {
         const rows = [
           ['workload', 'RAM', 'link', 'policy', 'outcome', 'total s', 'downtime ms', 'sent MiB', 'passes'],
