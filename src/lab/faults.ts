@@ -24,6 +24,9 @@ export interface FaultRow {
   guestDowntimeMs: number | undefined;
   leaks: string[];
   reason: string;
+  /** Where the controller's result says the guest runs (`unknown`: no result was printed). */
+  reported: 'source' | 'destination' | 'none' | 'unknown';
+  postcopyRecoveries?: number;
   ok: boolean;
 }
 
@@ -31,7 +34,17 @@ interface FaultCase {
   name: string;
   policy: string;
   expected: Expected;
-  run: (lab: Lab) => Promise<{ outcome: string; reason: string; guestDowntimeMs?: number }>;
+  run: (lab: Lab) => Promise<CaseResult>;
+}
+
+/** What a case's controller reported (its result, or `recover`'s report): read from data, never from text. */
+interface CaseResult {
+  outcome: string;
+  reason: string;
+  /** Where the controller says the guest runs; the row's `runsOn` is what the consoles show. */
+  guestRunsOn: 'source' | 'destination' | 'none' | 'unknown';
+  guestDowntimeMs?: number;
+  postcopyRecoveries?: number;
 }
 
 const memoryIntensive: LabOptions = {
@@ -71,7 +84,13 @@ function inProcess(
         signal: abort.signal,
         ...hooks(lab, abort),
       });
-      return { outcome: r.migration.outcome, reason: r.migration.reason, guestDowntimeMs: r.guestDowntimeMs };
+      return {
+        outcome: r.migration.outcome,
+        reason: r.migration.reason,
+        guestRunsOn: r.migration.guestRunsOn,
+        guestDowntimeMs: r.guestDowntimeMs,
+        postcopyRecoveries: r.migration.postcopyRecoveries,
+      };
     },
   };
 }
@@ -102,12 +121,14 @@ function controllerProcess(
         [
           bin, 'migrate',
           '--src', lab.source.spec.qmpSocket, '--dst', lab.destination.spec.qmpSocket,
-          '--uri', lab.migrateUri, '--incoming', lab.migrateUri, '--deadline', '40',
+          '--uri', lab.migrateUri, '--incoming', lab.migrateUri, '--deadline', '40', '--json',
           ...args,
         ], // prettier-ignore
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let stderr = '';
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
       let fired = false;
       child.stderr.on('data', (d: Buffer) => {
@@ -118,16 +139,37 @@ function controllerProcess(
         }
       });
       await exited;
-      let outcome = /SUCCESS|completed:/.test(stderr) ? 'completed' : 'cancelled';
-      let reason = stderr.trim().split('\n').at(-1) ?? '';
+      let result: CaseResult;
       if (signal === 'SIGKILL') {
         const report = await recoverAt(lab.source.spec.qmpSocket, lab.destination.spec.qmpSocket);
-        outcome = report?.running === 'destination' ? 'completed' : 'cancelled';
-        reason = `recover: ${report?.did ?? 'neither side answers QMP'}`;
+        result = {
+          outcome: report?.running === 'destination' ? 'completed' : 'cancelled',
+          reason: `recover: ${report?.did ?? 'neither side answers QMP'}`,
+          guestRunsOn: report?.running ?? 'unknown',
+        };
+      } else {
+        // --json: the result is the JSON document on stdout.
+        const parsed = (() => {
+          try {
+            return JSON.parse(stdout) as {
+              outcome?: string;
+              reason?: string;
+              guestRunsOn?: CaseResult['guestRunsOn'];
+            };
+          } catch {
+            return {};
+          }
+        })();
+        result = {
+          outcome: parsed.outcome ?? 'unknown',
+          reason:
+            parsed.reason ?? `no result on stdout (exit); stderr: ${stderr.trim().split('\n').at(-1) ?? ''}`,
+          guestRunsOn: parsed.guestRunsOn ?? 'unknown',
+        };
       }
       await lab.source.reconnectQmp();
       if (lab.destination.alive) await lab.destination.reconnectQmp().catch(() => undefined);
-      return { outcome, reason };
+      return result;
     },
   };
 }
@@ -167,6 +209,24 @@ export const FAULT_CASES: FaultCase[] = [
       onDecision: once<Decision>(
         (d) => d.action.kind === 'postcopy',
         () => setTimeout(() => lab.destination.kill('SIGKILL'), 300),
+      ),
+    }),
+    { pass: 1 },
+  ),
+  inProcess(
+    'link cut during post-copy, restored after 3 s (recovered)',
+    'postcopy-after',
+    'destination',
+    (lab) => ({
+      // Pause a silent post-copy after 1 s rather than 5 s, so the 3 s cut exercises the recovery.
+      postcopyRecovery: { stallMs: 1000 },
+      onDecision: once<Decision>(
+        (d) => d.action.kind === 'postcopy',
+        () =>
+          setTimeout(async () => {
+            await lab.link!.cut();
+            setTimeout(() => void lab.link!.restore(), 3000);
+          }, 300),
       ),
     }),
     { pass: 1 },
@@ -328,6 +388,8 @@ export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
             )
           : undefined),
       reason: r.reason,
+      reported: r.guestRunsOn,
+      postcopyRecoveries: r.postcopyRecoveries,
     };
   } finally {
     await lab.destroy();
@@ -341,7 +403,7 @@ export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
   ];
   const placed =
     c.expected === 'lost'
-      ? row.runsOn === 'none' && /GUEST IS LOST/.test(row.reason)
+      ? row.runsOn === 'none' && row.reported === 'none'
       : (c.expected === 'either'
           ? row.runsOn === 'source' || row.runsOn === 'destination'
           : row.runsOn === c.expected) && row.integrity === 'ok';

@@ -248,6 +248,7 @@ export async function migrateLab(
     incomingUri: lab.incomingUri,
     resumeDestination: false,
     startDestinationOnPostcopy: true,
+    destinationAlive: () => lab.destination.alive,
     // The lab's link is shaped in the kernel (tc); QEMU's own cap would only hide it.
     maxBandwidthBps: session.maxBandwidthBps ?? UNLIMITED_BANDWIDTH_BPS,
     // Region sets: the tap when it is on (exact, nearly free); else, for the policies that want

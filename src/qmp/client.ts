@@ -70,6 +70,10 @@ export class QmpClient extends EventEmitter {
     const where = describeTarget(target);
     const socket = await openSocket(target, timeoutMs);
     socket.setEncoding('utf8');
+    // Until the client owns the socket, an error (a QEMU dying as we connect) must not go unheard:
+    // it closes the socket, and the greeting read fails on the close.
+    const early = () => undefined;
+    socket.on('error', early);
     let greetingLine: { line: string; rest: string };
     try {
       greetingLine = await readLine(socket, timeoutMs);
@@ -90,6 +94,7 @@ export class QmpClient extends EventEmitter {
         `${where} is not a QMP socket (unexpected greeting: ${greetingLine.line.slice(0, 60)})`,
       );
     }
+    socket.off('error', early);
     const client = new QmpClient(
       socket,
       greeting,

@@ -128,11 +128,42 @@ describe('post-copy is latched and never cancelled', () => {
       () => migrating('postcopy-paused', { syncs: 2 }),
     );
     const { source, destination, s, d } = await pair(src, silentMigrate);
-    const r = await session(s, d, postcopyAfter1).run();
+    // The destination never answers: recovery is tried until its timeout, then both are left alone.
+    const r = await session(s, d, { ...postcopyAfter1, postcopyRecovery: { timeoutMs: 1500 } }).run();
     expect(r.guestRunsOn).toBe('none');
+    expect(r.decisions.some((x) => /recovery attempt 1/.test(x.action.reason))).toBe(true);
     expect(source.commands()).not.toContain('cont');
     expect(source.commands()).not.toContain('migrate_cancel');
     expect(destination.commands()).not.toContain('cont');
+  });
+
+  it('a paused post-copy with both sides alive is recovered over a new connection and completes', async () => {
+    let resumed = false;
+    const src = switchingSource(
+      () => ({ return: {} }),
+      () => (resumed ? migrating('completed', { syncs: 3 }) : migrating('postcopy-paused', { syncs: 2 })),
+    );
+    const { source, destination, s, d } = await pair(
+      (cmd, args, q) => {
+        if (cmd === 'migrate' && args.resume === true) {
+          resumed = true;
+          return { return: {} };
+        }
+        return src(cmd, args, q);
+      },
+      (cmd) =>
+        cmd === 'query-migrate'
+          ? { return: { status: resumed ? 'completed' : 'postcopy-paused' } }
+          : undefined,
+    );
+    const r = await session(s, d, { ...postcopyAfter1, incomingUri: 'tcp:127.0.0.1:1' }).run();
+    expect(destination.received.find((c) => c.command === 'migrate-recover')?.args.uri).toBe(
+      'tcp:127.0.0.1:1',
+    );
+    expect(source.received.some((c) => c.command === 'migrate' && c.args.resume === true)).toBe(true);
+    expect(source.commands()).not.toContain('migrate_cancel');
+    expect(r.outcome).toBe('completed');
+    expect(r.guestRunsOn).toBe('destination');
   });
 
   it('a reply that fails its schema during post-copy does not lead to migrate_cancel', async () => {
