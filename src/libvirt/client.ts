@@ -27,7 +27,7 @@
  * Actions go through libvirt's own calls only (never raw QMP behind its back), and abortJob
  * never passes VIR_DOMAIN_ABORT_JOB_POSTCOPY: libvirt refuses to abort a post-copy, and so do we.
  */
-import { EventEmitter } from 'node:events';
+import { EventEmitter, on } from 'node:events';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
@@ -202,6 +202,26 @@ export class LibvirtClient extends EventEmitter {
     const r = new XdrReader(body);
     const type = r.int();
     return toMigrationInfo(type, r.params(64), state);
+  }
+
+  /**
+   * The events as an async iterator (all domains, or one), until `signal` aborts or the
+   * connection closes. Events that arrive while the consumer is busy are queued, not lost.
+   */
+  async *watch(domain?: string, signal?: AbortSignal): AsyncGenerator<LibvirtEvent> {
+    const closed = new AbortController();
+    const onClose = () => closed.abort();
+    this.once('disconnect', onClose);
+    const both = signal ? AbortSignal.any([signal, closed.signal]) : closed.signal;
+    try {
+      for await (const [event] of on(this, 'event', { signal: both }) as AsyncIterable<[LibvirtEvent]>) {
+        if (domain === undefined || event.domain === domain) yield event;
+      }
+    } catch (err) {
+      if (!both.aborted) throw err;
+    } finally {
+      this.off('disconnect', onClose);
+    }
   }
 
   /** Throws NotMigratingError unless the domain has an outgoing migration job right now. */

@@ -69,6 +69,17 @@ export function expectMonotonic(samples: MigrationInfo[]): void {
   }
 }
 
+/** Before teardown: `kvmigrate lab clean` would find the pair's daemons, its guests' QEMUs, netns, veth and dir. */
+export async function expectPairFound(pair: LibvirtPair): Promise<void> {
+  const left = await findLeftovers();
+  expect(left.libvirtdPids).toEqual(expect.arrayContaining([pair.source.pid, pair.destination.pid]));
+  const qemus = [...pair.source.qemuPids(), ...pair.destination.qemuPids()];
+  expect(left.qemuPids).toEqual(expect.arrayContaining(qemus));
+  expect(left.netns).toContain(pair.link.netns);
+  expect(left.links).toContain(pair.link.hostIf);
+  expect(left.dirs).toContain(pair.dir);
+}
+
 /** After teardown: none of the pair's daemons, QEMUs, netns, veth or dirs is left. */
 export async function expectPairGone(pair: LibvirtPair, pids: number[]): Promise<void> {
   const left = await findLeftovers();

@@ -6,7 +6,7 @@ import { LibvirtPair, type LibvirtLabGuest } from '../../src/lab/libvirt-pair.js
 import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
 import { LibvirtClient } from '../../src/libvirt/index.js';
-import { expectPairGone, latency, timed } from './libvirt-helpers.js';
+import { expectPairFound, expectPairGone, latency, timed } from './libvirt-helpers.js';
 
 // The numbers the libvirt driver's transport was chosen on (see the top of src/libvirt/client.ts):
 // libvirt's RPC spoken from Node vs `virsh` per call vs one long-lived interactive `virsh`, same
@@ -26,6 +26,8 @@ beforeAll(async () => {
 afterAll(async () => {
   if (!pair) return;
   const pids = [pair.source.pid, pair.destination.pid, ...pair.source.qemuPids()];
+  expect(pair.source.qemuPids()).toHaveLength(1);
+  await expectPairFound(pair);
   await pair.destroy();
   await expectPairGone(pair, pids);
 });
