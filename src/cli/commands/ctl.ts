@@ -49,7 +49,7 @@ export function register(program: Command): void {
     .argument('<request>', OPS.join('|'))
     .argument('[ms]', 'for set-downtime: the new downtime-limit, ms')
     .option('--json', 'print the response as JSON')
-    .option('--timeout <s>', 'wait this long for the answer (default 30)', '30')
+    .option('--timeout <s>', 'wait this long for the answer', '30')
     .addHelpText(
       'after',
       '\nExit codes: 0 accepted, 1 refused (e.g. abort during post-copy, post-copy not permitted), 2 bad input or no controller on SOCKET.',
