@@ -28,14 +28,10 @@
  * never passes VIR_DOMAIN_ABORT_JOB_POSTCOPY: libvirt refuses to abort a post-copy, and so do we.
  */
 import { EventEmitter, on } from 'node:events';
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { z } from 'zod';
 import type { MigrationInfo } from '../core/sample.js';
 import {
   LibvirtError,
   LibvirtUnreachableError,
-  LibvirtUsageError,
   NotMigratingError,
   SameHostError,
   UnknownDomainError,
@@ -46,7 +42,6 @@ import {
   ERR,
   EVENT_ID,
   JOB_STATS_COMPLETED,
-  MIGRATE,
   PROC,
   readDomain,
   writeDomain,
@@ -55,27 +50,28 @@ import {
 } from './protocol.js';
 import { RemoteCallError, RpcConnection } from './rpc.js';
 import { parseLocalUri, sameDaemon, type LocalUri } from './uri.js';
-import { PARAM, XdrReader, XdrWriter, type OutParam } from './xdr.js';
+import { XdrReader, XdrWriter } from './xdr.js';
 import { decodeEvent, type LibvirtEvent } from './events.js';
 import { stateReason } from './reasons.js';
+import { authenticate } from './auth.js';
+import {
+  DomainName,
+  DowntimeMs,
+  SpeedMiBps,
+  StateReply,
+  input,
+  isNoJob,
+  readQemuPidfile,
+  reply,
+} from './checks.js';
+import { migrationFlags, migrationParams, type MigrationOptions } from './migration-args.js';
+
+export type { MigrationOptions };
 
 export interface DomainState {
   state: DomainStateName;
   /** libvirt's reason word for the state, e.g. running/migrated, paused/postcopy, paused/migration. */
   reason: string;
-}
-
-export interface MigrationOptions {
-  /** Where QEMU sends the RAM: tcp://HOST:PORT (libvirt's migrate_uri). */
-  migrateUri?: string;
-  /** Address the destination QEMU listens on. */
-  listenAddress?: string;
-  /** Start the job with the post-copy flag (needed before startPostCopy). */
-  postcopy?: boolean;
-  /** VIR_MIGRATE_PAUSED: leave the destination paused after completion (for byte-for-byte checks). */
-  paused?: boolean;
-  /** Define the domain on the destination (VIR_MIGRATE_PERSIST_DEST). */
-  persistent?: boolean;
 }
 
 export interface MigrationOutcome {
@@ -97,21 +93,6 @@ export interface MigrationHandle {
   /** Settles when the migration call returns: never rejects, the outcome says what happened. */
   done: Promise<MigrationOutcome>;
 }
-
-const DomainName = z
-  .string()
-  .min(1)
-  .max(200)
-  .regex(/^[^/\0\n]+$/, 'a domain name has no slash or newline');
-const StateReply = z.object({ state: z.number().int().min(0).max(7), reason: z.number().int().min(0) });
-const PidText = z
-  .string()
-  .trim()
-  .regex(/^\d{1,9}$/)
-  .transform(Number);
-/** libvirt takes max downtime in ms as a uint64; QEMU caps downtime-limit at 2,000,000 ms. */
-const DowntimeMs = z.number().int().min(1).max(2_000_000);
-const SpeedMiBps = z.number().int().min(1).max(8_388_607);
 
 /**
  * One connection to a local libvirtd. Emits 'event' (LibvirtEvent) for lifecycle,
@@ -162,8 +143,10 @@ export class LibvirtClient extends EventEmitter {
     const body = await this.onDomain(name, (dom) =>
       this.rpc.call(PROC.domainGetState, writeDomain(new XdrWriter(), dom).uint(0)),
     );
-    const r = new XdrReader(body);
-    const { state, reason } = StateReply.parse({ state: r.int(), reason: r.int() });
+    const { state, reason } = reply('a domain state', () => {
+      const r = new XdrReader(body);
+      return StateReply.parse({ state: r.int(), reason: r.int() });
+    });
     const stateName = DOMAIN_STATES[state] ?? 'unknown';
     return { state: stateName, reason: stateReason(stateName, reason) };
   }
@@ -174,20 +157,8 @@ export class LibvirtClient extends EventEmitter {
    * Only meaningful when the daemon runs on this host and in this PID namespace.
    */
   async qemuPid(name: string): Promise<number> {
-    DomainName.parse(name);
     await this.lookup(name); // unknown domain → UnknownDomainError
-    const file = path.join(path.dirname(this.target.socketPath), 'qemu', `${name}.pid`);
-    let pid: number;
-    try {
-      pid = PidText.parse(readFileSync(file, 'utf8').slice(0, 32));
-    } catch {
-      throw new LibvirtError(`domain '${name}' has no QEMU process on this host (no pidfile ${file})`);
-    }
-    const cmdline = readCmdline(pid);
-    if (!/qemu-system/.test(cmdline[0] ?? '') || !cmdline.some((a) => a.startsWith(`guest=${name},`))) {
-      throw new LibvirtError(`pidfile ${file} names PID ${pid}, which is not domain '${name}''s QEMU`);
-    }
-    return pid;
+    return readQemuPidfile(this.target.socketPath, name);
   }
 
   /** The job statistics as a query-migrate reply; `completed` reads the last finished job's. */
@@ -199,9 +170,11 @@ export class LibvirtClient extends EventEmitter {
       ),
       this.domainState(name),
     ]);
-    const r = new XdrReader(body);
-    const type = r.int();
-    return toMigrationInfo(type, r.params(64), state);
+    return reply('job statistics', () => {
+      const r = new XdrReader(body);
+      const type = r.int();
+      return toMigrationInfo(type, r.params(64), state);
+    });
   }
 
   /**
@@ -278,7 +251,7 @@ export class LibvirtClient extends EventEmitter {
    * and nothing resets it then), so callers that may race the job's end check the job first.
    */
   async setMaxDowntime(name: string, ms: number): Promise<void> {
-    const value = DowntimeMs.parse(ms);
+    const value = input(DowntimeMs, ms, 'max downtime (ms)');
     await this.migrationAction(name, (dom) =>
       this.rpc.call(
         PROC.domainMigrateSetMaxDowntime,
@@ -292,15 +265,12 @@ export class LibvirtClient extends EventEmitter {
     const body = await this.onDomain(name, (dom) =>
       this.rpc.call(PROC.domainMigrateGetMaxDowntime, writeDomain(new XdrWriter(), dom).uint(0)),
     );
-    return z
-      .number()
-      .nonnegative()
-      .parse(Number(new XdrReader(body).uhyper()));
+    return reply('a max downtime', () => Number(new XdrReader(body).uhyper()));
   }
 
   /** virDomainMigrateSetMaxSpeed, in MiB/s as libvirt takes it. */
   async setMaxSpeed(name: string, mibPerSec: number): Promise<void> {
-    const value = SpeedMiBps.parse(mibPerSec);
+    const value = input(SpeedMiBps, mibPerSec, 'max speed (MiB/s)');
     await this.onDomain(name, (dom) =>
       this.rpc.call(PROC.domainMigrateSetMaxSpeed, writeDomain(new XdrWriter(), dom).uhyper(value).uint(0)),
     );
@@ -336,7 +306,7 @@ export class LibvirtClient extends EventEmitter {
       .catch((err: Error) => {
         throw this.mapError(err, '');
       });
-    const dom = readDomain(new XdrReader(body));
+    const dom = reply('a domain', () => readDomain(new XdrReader(body)));
     this.domains.set(dom.name, dom);
     return dom.name;
   }
@@ -348,11 +318,12 @@ export class LibvirtClient extends EventEmitter {
   }
 
   async hostname(): Promise<string> {
-    return new XdrReader(await this.rpc.call(PROC.connectGetHostname, undefined)).string(1024);
+    const body = await this.rpc.call(PROC.connectGetHostname, undefined);
+    return reply('a hostname', () => new XdrReader(body).string(1024));
   }
 
   private async lookup(name: string): Promise<DomainRef> {
-    DomainName.parse(name);
+    input(DomainName, name, 'domain name');
     const cached = this.domains.get(name);
     if (cached) return cached;
     const body = await this.rpc
@@ -360,7 +331,7 @@ export class LibvirtClient extends EventEmitter {
       .catch((err: Error) => {
         throw this.mapError(err, name);
       });
-    const dom = readDomain(new XdrReader(body));
+    const dom = reply('a domain', () => readDomain(new XdrReader(body)));
     this.domains.set(name, dom);
     return dom;
   }
@@ -419,58 +390,6 @@ export class LibvirtClient extends EventEmitter {
     if (!event) return;
     this.emit('event', event);
     this.emit(event.kind, event);
-  }
-}
-
-async function authenticate(rpc: RpcConnection): Promise<void> {
-  const r = new XdrReader(await rpc.call(PROC.authList, undefined));
-  const n = r.uint();
-  if (n > 20) throw new LibvirtError('libvirt offered an unreadable list of auth types');
-  const types = Array.from({ length: n }, () => r.int());
-  if (types.length === 0 || types.includes(0)) return; // REMOTE_AUTH_NONE
-  if (types.includes(2)) {
-    await rpc.call(PROC.authPolkit, undefined); // as root polkit says yes
-    return;
-  }
-  throw new LibvirtUsageError(
-    `libvirt at ${rpc.socketPath} wants SASL authentication, which this driver does not speak; run kvmigrate as root on the host`,
-  );
-}
-
-function migrationFlags(opts: MigrationOptions): number {
-  let flags = MIGRATE.live | MIGRATE.peer2peer;
-  if (opts.paused) flags |= MIGRATE.paused;
-  if (opts.postcopy) flags |= MIGRATE.postcopy;
-  if (opts.persistent) flags |= MIGRATE.persistDest;
-  return flags;
-}
-
-function migrationParams(opts: MigrationOptions): OutParam[] {
-  const out: OutParam[] = [];
-  if (opts.migrateUri) {
-    if (!/^(tcp|unix|rdma):/.test(opts.migrateUri)) {
-      throw new LibvirtUsageError(`migrate URI '${opts.migrateUri}' must be tcp://, unix:// or rdma://`);
-    }
-    out.push({ name: 'migrate_uri', type: PARAM.string, value: opts.migrateUri });
-  }
-  if (opts.listenAddress) out.push({ name: 'listen_address', type: PARAM.string, value: opts.listenAddress });
-  return out;
-}
-
-function isNoJob(err: LibvirtError): boolean {
-  return (
-    err.libvirtCode === ERR.operationInvalid &&
-    /not being migrated|no job|not active|not in progress|no migration|while outgoing migration is in progress/i.test(
-      err.message,
-    )
-  );
-}
-
-function readCmdline(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').slice(0, 65536).split('\0');
-  } catch {
-    return [];
   }
 }
 

@@ -3,6 +3,8 @@ import { MigrationInfoSchema } from '../../src/core/sample.js';
 import { JOB_TYPE, toMigrationInfo } from '../../src/libvirt/job-stats.js';
 import { parseLocalUri, LibvirtUsageError } from '../../src/libvirt/index.js';
 import { sameDaemon } from '../../src/libvirt/uri.js';
+import { DomainName, DowntimeMs, input, reply } from '../../src/libvirt/checks.js';
+import { LibvirtError } from '../../src/libvirt/errors.js';
 import { PARAM, XdrError, XdrReader, XdrWriter } from '../../src/libvirt/xdr.js';
 
 // The libvirt driver's pure parts: the XDR codec's bounds, the job-stats → query-migrate mapping
@@ -112,5 +114,19 @@ describe('libvirt URIs', () => {
     expect(sameDaemon(src, 'qemu+unix:///system?socket=/tmp/a/../a/libvirt-sock')).toBe(true);
     expect(sameDaemon(src, 'qemu+unix:///system?socket=/tmp/b/libvirt-sock')).toBe(false);
     expect(sameDaemon(src, 'qemu+tcp://other/system')).toBe(false);
+  });
+});
+
+describe('checks at the edges', () => {
+  it('bad input is a one-line usage error; an unreadable reply is a one-line libvirt error', () => {
+    expect(() => input(DomainName, 'a/b', 'domain name')).toThrow(LibvirtUsageError);
+    expect(() => input(DomainName, 'a/b', 'domain name')).toThrow(
+      /^bad domain name "a\/b": a domain name has no slash/,
+    );
+    expect(() => input(DowntimeMs, 3_000_000, 'max downtime (ms)')).toThrow(LibvirtUsageError);
+    expect(input(DowntimeMs, 300, 'max downtime (ms)')).toBe(300);
+    const truncated = () => reply('job statistics', () => new XdrReader(Buffer.alloc(2)).int());
+    expect(truncated).toThrow(LibvirtError);
+    expect(truncated).toThrow(/^libvirt sent job statistics this driver cannot read: message truncated/);
   });
 });
