@@ -93,6 +93,8 @@ export class Controller {
   private lastState: ControllerState | undefined;
   private lastStatus: string | undefined;
   private readonly recovery: PostcopyRecovery;
+  /** Guest RAM; a driver that cannot tell before the migration starts passes 0 and the first sample says. */
+  private ramBytes: number;
 
   constructor(private readonly cfg: ControllerConfig) {
     const { policy } = cfg;
@@ -102,6 +104,7 @@ export class Controller {
       downtimeBudgetMs: cfg.downtimeBudgetMs,
       postcopyPermitted: cfg.postcopyPermitted,
     });
+    this.ramBytes = cfg.ramBytes;
     this.recovery = new PostcopyRecovery({ ...DEFAULT_RECOVERY, ...cfg.recovery });
     this.latches = {
       downtimeLimitMs: this.setup.downtimeLimitMs,
@@ -117,6 +120,7 @@ export class Controller {
   observe(info: MigrationInfo, atMs: number): Step {
     const status = info.status ?? 'none';
     this.lastInfo = info;
+    if (!this.ramBytes && info.ram?.total) this.ramBytes = info.ram.total;
     if (isPostcopyStatus(status)) this.latches.postcopy = 'started';
     // Even the terminal sample: syncs may have happened since the last poll.
     const before = this.tracker.passes.length;
@@ -150,6 +154,19 @@ export class Controller {
       { ...(state ?? this.state(this.lastInfo, atMs, false)), elapsedMs: atMs },
       { kind: 'continue', reason },
     );
+  }
+
+  /**
+   * Another party (an orchestrator, an operator with virsh) changed the downtime limit: say so,
+   * and let the policy see the real value rather than fight it blindly.
+   */
+  adoptDowntimeLimit(ms: number, atMs: number): void {
+    if (ms === this.latches.downtimeLimitMs) return;
+    this.note(
+      `the downtime limit was changed outside kvmigrate: ${this.latches.downtimeLimitMs} → ${ms} ms (an orchestrator's own steps? see the README on running beside Nova/KubeVirt)`,
+      atMs,
+    );
+    this.latches.downtimeLimitMs = ms;
   }
 
   /** A status-change event (QMP `MIGRATION`, libvirt lifecycle): kept for latencies, latches post-copy. */
@@ -414,8 +431,8 @@ export class Controller {
       passes,
       currentPass: this.tracker.currentPass,
       atPassEnd,
-      ramBytes: this.cfg.ramBytes,
-      remainingBytes: ram?.remaining ?? this.cfg.ramBytes,
+      ramBytes: this.ramBytes,
+      remainingBytes: ram?.remaining ?? this.ramBytes,
       transferredBytes: ram?.transferred ?? 0,
       bandwidthBps,
       downtimeBudgetMs: this.cfg.downtimeBudgetMs,

@@ -1,0 +1,364 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Controller, type Command, type DeadlineAction, type Decision } from '../core/controller.js';
+import type { DestinationVerdict, Ending } from '../core/ending.js';
+import type { RegionSource } from '../core/regions.js';
+import type { MigrationResult, Progress, RunEvent } from '../core/result.js';
+import { TERMINAL_STATUSES, type MigrationInfo } from '../core/sample.js';
+import type { ResolvedPolicy } from '../policy/registry.js';
+import type { LibvirtClient, MigrationHandle, MigrationOutcome } from './client.js';
+import { LibvirtError, LibvirtUnreachableError, UnknownDomainError } from './errors.js';
+import type { LibvirtEvent } from './events.js';
+
+export interface LibvirtSessionOptions {
+  /** The source daemon's connection; the domain's migration job runs there. */
+  source: LibvirtClient;
+  /** The destination daemon's connection: asked at the end where the guest is (recommended). */
+  destination?: LibvirtClient;
+  domain: string;
+  /** Start the migration (`migrate --libvirt`); without it, take over a running job (`attach`). */
+  start?: {
+    destUri: string;
+    migrateUri?: string;
+    listenAddress?: string;
+    paused?: boolean;
+    persistent?: boolean;
+  };
+  policy: ResolvedPolicy;
+  downtimeBudgetMs: number;
+  deadlineMs: number;
+  onDeadline?: DeadlineAction;
+  postcopyPermitted?: boolean;
+  pollMs?: number;
+  stallTimeoutMs?: number;
+  /** Region sets, e.g. sampling the source QEMU's RAM when it runs on this host (libvirt records its PID). */
+  regionSampler?: () => Promise<RegionSource>;
+  /** `resume` the destination domain after completion when it was left paused (default true). */
+  resumeDestination?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+  onDecision?: (d: Decision) => void;
+  onEvent?: (e: RunEvent) => void;
+}
+
+/** How often the job's downtime limit is read back to notice an orchestrator changing it. */
+const LIMIT_CHECK_MS = 1000;
+
+/**
+ * The libvirt driver: a domain whose QEMU monitor libvirt owns (Nova, KubeVirt, virsh). It feeds
+ * the same controller core as the QMP driver — job statistics as `query-migrate` samples,
+ * libvirt's events as status changes — and carries out its commands through libvirt's own calls
+ * (never raw QMP behind libvirt's back): set max downtime, start post-copy, suspend, abort job.
+ * Post-copy recovery is not driven through libvirt here (it needs a new migrate call with
+ * VIR_MIGRATE_POSTCOPY_RESUME): a paused post-copy ends with the guest on neither side, said so.
+ */
+export class LibvirtSession {
+  private core!: Controller;
+  private handle: MigrationHandle | undefined;
+  private ended: MigrationOutcome | undefined;
+  private startedAt = 0;
+  private startedWallMs = 0;
+  private sourceWasRunning = true;
+  private originalLimitMs: number | undefined;
+  private lastLimitCheck = 0;
+  private regionSource: RegionSource | undefined;
+  private wake: (() => void) | undefined;
+  private error: string | undefined;
+  /** The job's final statistics from libvirt's job-completed event. */
+  private completedEvent: MigrationInfo | undefined;
+  private sawJob = false;
+  private cancelSent = false;
+  private readonly pollMs: number;
+
+  constructor(private readonly opts: LibvirtSessionOptions) {
+    this.pollMs = opts.pollMs ?? 50;
+  }
+
+  async run(): Promise<MigrationResult> {
+    const { source, domain } = this.opts;
+    const state = await source.domainState(domain);
+    this.sourceWasRunning = state.state === 'running';
+    if (!this.opts.start) await source.assertMigrating(domain);
+    this.core = new Controller({
+      policy: this.opts.policy,
+      downtimeBudgetMs: this.opts.downtimeBudgetMs,
+      deadlineMs: this.opts.deadlineMs,
+      onDeadline: this.opts.onDeadline,
+      postcopyPermitted: this.opts.postcopyPermitted ?? false,
+      stallTimeoutMs: this.opts.stallTimeoutMs,
+      ramBytes: 0,
+      onDecision: this.opts.onDecision,
+      onEvent: this.opts.onEvent,
+      recovery: { timeoutMs: 0 },
+    });
+    this.originalLimitMs = await source.maxDowntime(domain).catch(() => undefined);
+    const onEvent = (e: LibvirtEvent) => this.onLibvirtEvent(e);
+    source.on('event', onEvent);
+    try {
+      await this.begin();
+      await this.loop();
+      return await this.end();
+    } finally {
+      source.off('event', onEvent);
+      this.regionSource?.close();
+      // libvirt keeps a max downtime set for later migrations of the domain: put the old one back.
+      if (this.originalLimitMs !== undefined && this.originalLimitMs >= 1)
+        await source.setMaxDowntime(domain, this.originalLimitMs).catch(() => undefined);
+    }
+  }
+
+  /** Sets the policy's starting limit and starts (or adopts) the job. */
+  private async begin(): Promise<void> {
+    const { source, domain, start } = this.opts;
+    const setup = this.core.setup;
+    const unsupported = [setup.autoConverge && 'auto-converge', setup.xbzrle && 'xbzrle'].filter(Boolean);
+    if (unsupported.length)
+      this.core.note(
+        `the libvirt driver does not set ${unsupported.join(' or ')}: the policy runs without`,
+        0,
+      );
+    await source.setMaxDowntime(domain, Math.max(1, Math.round(setup.downtimeLimitMs)));
+    this.startedAt = performance.now();
+    this.startedWallMs = Date.now();
+    if (start) {
+      this.handle = await source.startMigration(domain, start.destUri, {
+        migrateUri: start.migrateUri,
+        listenAddress: start.listenAddress,
+        postcopy: setup.postcopy,
+        paused: start.paused,
+        persistent: start.persistent,
+      });
+      void this.handle.done.then((o) => {
+        this.ended = o;
+        this.wake?.();
+      });
+    }
+    if (setup.wantsRegions && this.opts.regionSampler) {
+      this.regionSource = await this.opts.regionSampler().catch(() => undefined);
+      const rs = this.regionSource;
+      if (rs)
+        this.core.attachRegions({
+          source: rs.source,
+          regionBytes: rs.regionBytes,
+          regionCount: rs.regionCount,
+        });
+    }
+  }
+
+  private elapsed(): number {
+    return performance.now() - this.startedAt;
+  }
+
+  private onLibvirtEvent(e: LibvirtEvent): void {
+    if (e.domain !== this.opts.domain || !this.core) return;
+    const at = e.at - this.startedAt;
+    if (e.kind === 'lifecycle' && e.detail === 'postcopy') this.core.statusChanged('postcopy-active', at);
+    if (e.kind === 'lifecycle' && e.detail === 'postcopy-failed')
+      this.core.statusChanged('postcopy-paused', at);
+    if (e.kind === 'job-completed') {
+      this.completedEvent = e.info;
+      this.core.statusChanged('completed', at);
+    }
+    this.wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      const woke = new Promise<void>((r) => (this.wake = r));
+      try {
+        if (this.opts.signal?.aborted) this.core.interrupt();
+        let info = await this.sample();
+        // libvirt forgets a job once it ends: the last job's statistics say how it ended.
+        if (info.status === 'none' && (this.sawJob || this.ended)) info = await this.finalSample();
+        if (info.status !== 'none' && info.status !== 'setup') this.sawJob = true;
+        if (this.regionSource && info.ram) this.core.regionsDirtied(this.regionSource.changed());
+        const step = this.core.observe(info, this.elapsed());
+        await this.execute(step.commands);
+        await this.noticeForeignLimit();
+        this.progress(info);
+        if (step.done) return;
+      } catch (err) {
+        if (!(err instanceof LibvirtUnreachableError) && !(err instanceof UnknownDomainError)) throw err;
+        this.error = err.message;
+        await this.execute(this.core.contactLost(err.message, this.elapsed())).catch(() => undefined);
+        return;
+      }
+      await Promise.race([sleep(this.pollMs), woke]);
+    }
+  }
+
+  private async sample(): Promise<MigrationInfo> {
+    try {
+      return await this.opts.source.jobStats(this.opts.domain);
+    } catch (err) {
+      // When its migration completes, the domain stops on the source ("domain is not running"),
+      // and a transient one disappears: the job's end says how it went.
+      const left = err instanceof LibvirtError && !(err instanceof LibvirtUnreachableError);
+      if (left && (this.handle || this.sawJob)) return this.finalSample();
+      throw err;
+    }
+  }
+
+  private async finalSample(): Promise<MigrationInfo> {
+    const done = this.ended ?? (this.handle ? await this.handle.done : undefined);
+    // attach: no call of ours to return; libvirt's job-completed event carries the final stats.
+    for (let i = 0; i < 40 && !done && !this.completedEvent; i++) await sleep(50);
+    const last = await this.opts.source
+      .jobStats(this.opts.domain, { completed: true })
+      .catch(() => undefined);
+    const final = done?.final ?? this.completedEvent ?? last ?? {};
+    let status = done && done.outcome !== 'unknown' ? done.outcome : final.status;
+    if (!status || !TERMINAL_STATUSES.has(status)) status = this.completedEvent ? 'completed' : 'failed';
+    // libvirt calls a job we aborted "failed" ("operation aborted"): it was cancelled.
+    if (status === 'failed' && this.cancelSent) status = 'cancelled';
+    return { ...final, status, ...(done?.error ? { 'error-desc': done.error } : {}) };
+  }
+
+  /** Carries out the core's commands through libvirt's own calls. */
+  private async execute(commands: Command[]): Promise<void> {
+    const { source, domain } = this.opts;
+    for (const cmd of commands) {
+      try {
+        switch (cmd.kind) {
+          case 'setDowntimeLimit':
+            await source.setMaxDowntime(domain, cmd.downtimeLimitMs);
+            break;
+          case 'startPostcopy':
+            await source.startPostCopy(domain);
+            break;
+          case 'stopSource':
+            await source.suspend(domain);
+            break;
+          case 'cancel':
+            await source.abortJob(domain);
+            this.cancelSent = true;
+            break;
+          case 'pausePostcopy':
+          case 'recoverPostcopy':
+            // Recovery is off for this driver (see the class comment); nothing to send.
+            break;
+          default: {
+            const never: never = cmd;
+            throw new Error(`unhandled command ${JSON.stringify(never)}`);
+          }
+        }
+        this.core.commandDone(cmd);
+      } catch (err) {
+        const refused = err instanceof LibvirtError && !(err instanceof LibvirtUnreachableError);
+        this.core.commandFailed(cmd, refused);
+        if (!refused) throw err;
+        this.core.note(`libvirt refused ${cmd.kind}: ${(err as Error).message}`, this.elapsed());
+      }
+    }
+  }
+
+  /** Reads the job's downtime limit back now and then: Nova's downtime steps change it under us. */
+  private async noticeForeignLimit(): Promise<void> {
+    const now = performance.now();
+    if (now - this.lastLimitCheck < LIMIT_CHECK_MS) return;
+    this.lastLimitCheck = now;
+    const ms = await this.opts.source.maxDowntime(this.opts.domain).catch(() => undefined);
+    if (ms !== undefined && ms >= 1) this.core.adoptDowntimeLimit(ms, this.elapsed());
+  }
+
+  private progress(info: MigrationInfo): void {
+    const s = this.core.latestState;
+    if (!s) return;
+    const progress: Progress = {
+      elapsedMs: s.elapsedMs,
+      status: s.status,
+      pass: s.currentPass,
+      remainingBytes: s.remainingBytes,
+      transferredBytes: s.transferredBytes,
+      ramBytes: s.ramBytes,
+      bandwidthBps: s.bandwidthBps,
+      dirtyPagesRate: info.ram?.['dirty-pages-rate'] ?? 0,
+      lastDecision: this.core.decisions.at(-1),
+    };
+    this.opts.onProgress?.(progress);
+    this.opts.onEvent?.({ type: 'progress', progress });
+  }
+
+  /** Where is the guest? The destination daemon's word on its domain, when we can ask it. */
+  private async destinationVerdict(): Promise<{ verdict: DestinationVerdict; detail: string }> {
+    if (this.ended?.outcome === 'completed')
+      return { verdict: 'completed', detail: 'libvirt finished the migration on the destination' };
+    const dst = this.opts.destination;
+    if (!dst) return { verdict: 'unknown', detail: 'no connection to the destination daemon (--to-libvirt)' };
+    try {
+      const s = await dst.domainState(this.opts.domain);
+      if (s.reason === 'postcopy-failed' || s.reason === 'postcopy')
+        return { verdict: 'unknown', detail: `the destination domain is ${s.state}/${s.reason}` };
+      if (s.state === 'running' || s.state === 'paused')
+        return { verdict: 'completed', detail: `the destination domain is ${s.state}/${s.reason}` };
+      return { verdict: 'failed', detail: `the destination domain is ${s.state}` };
+    } catch (err) {
+      if (err instanceof UnknownDomainError)
+        return { verdict: 'gone', detail: 'no such domain on the destination' };
+      return { verdict: 'unknown', detail: (err as Error).message };
+    }
+  }
+
+  private async end(): Promise<MigrationResult> {
+    const { source, domain } = this.opts;
+    this.core.finish(undefined, this.elapsed());
+    const destination = this.core.guestMayHaveMoved ? await this.destinationVerdict() : undefined;
+    const state = await source.domainState(domain).catch(() => undefined);
+    // libvirt reports a domain that left as shut off/migrated: not a run state to resume.
+    const sourceRunState = state ? (state.state === 'shutoff' ? 'postmigrate' : state.state) : undefined;
+    const ending = this.core.conclude({
+      sourceRunState,
+      sourceWasRunning: this.sourceWasRunning,
+      destination,
+    });
+    await this.carryOut(ending);
+    return this.result(ending);
+  }
+
+  private async carryOut(ending: Ending): Promise<void> {
+    const { source, destination, domain } = this.opts;
+    if (ending.resume === 'source') await source.resume(domain).catch(() => undefined);
+    if (ending.resume === 'destination' && destination && (this.opts.resumeDestination ?? true)) {
+      const s = await destination.domainState(domain).catch(() => undefined);
+      if (s?.state === 'paused') await destination.resume(domain).catch(() => undefined);
+    }
+  }
+
+  private result(ending: Ending): MigrationResult {
+    const info = this.core.lastSample;
+    const wallMs = this.elapsed();
+    const passes = this.core.passes;
+    return {
+      schemaVersion: 1,
+      outcome: ending.outcome,
+      guestRunsOn: ending.guestRunsOn,
+      reason: ending.reason,
+      exitCode: ending.outcome === 'completed' ? 0 : ending.guestRunsOn === 'source' ? 1 : 3,
+      startedAt: new Date(this.startedWallMs).toISOString(),
+      endedAt: new Date(this.startedWallMs + wallMs).toISOString(),
+      endpoints: {
+        source: `${this.opts.source.uri} domain ${this.opts.domain}`,
+        destination: this.opts.start?.destUri ?? this.opts.destination?.uri ?? 'unknown',
+        migrateUri: this.opts.start?.migrateUri ?? 'libvirt',
+      },
+      qemuStatus: info.status ?? 'unknown',
+      policy: this.opts.policy.policy.name,
+      policyConfig: this.opts.policy.config,
+      downtimeBudgetMs: this.opts.downtimeBudgetMs,
+      deadlineMs: this.opts.deadlineMs,
+      ramBytes: info.ram?.total ?? 0,
+      totalTimeMs: info['total-time'] ?? wallMs,
+      wallMs,
+      qemuDowntimeMs: info.downtime ?? 0,
+      setupTimeMs: info['setup-time'] ?? 0,
+      transferredBytes: info.ram?.transferred ?? passes.reduce((s, p) => s + p.bytesSent, 0),
+      passes,
+      decisions: this.core.decisions,
+      actionLatencyMs: this.core.actionLatencyMs,
+      regionSource: this.core.regionHistory?.source,
+      postcopy: this.core.postcopyStarted,
+      controllerCpuPct: 0,
+      clock: { startedAt: this.startedAt, endedAt: performance.now() },
+      ...(this.error || this.ended?.error ? { error: this.error ?? this.ended?.error } : {}),
+    };
+  }
+}
