@@ -20,6 +20,8 @@
  *   sweep:<MiB>:<MBps>                sequential page writes, paced, wrapping around
  *   phase:<MiB>:<hotMiB>:<periodS>    random writes in a hot window that moves every periodS s
  *   burst:<MiB>:<onMs>:<offMs>        uniform random writes for onMs, then none for offMs, repeated
+ *   app:<...>                         as idle: a real application and its load run beside this
+ *                                     program (guest/app-start.sh, guest/appload.c)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -100,7 +102,8 @@ static int parse_mode(const char *spec) {
   unsigned long a = 0, b = 0, c = 0, d = 0;
   int n;
   char extra;
-  if (strcmp(spec, "idle") == 0) {
+  if (strcmp(spec, "idle") == 0 || strncmp(spec, "app:", 4) == 0) {
+    /* app:*: a real application runs beside us (guest/app-start.sh); we only beat and check. */
     cfg.mode = IDLE;
     cfg.pages = (16UL << 20) / PAGE;
   } else if (sscanf(spec, "random:%lu%c", &a, &extra) == 1 && a > 0) {

@@ -2,7 +2,8 @@
 # Installs what kvmigrate's lab needs on a Debian 12 host: QEMU 10 from bookworm-backports
 # (bookworm's own 7.2 loses dirty pages in TCG migrations), libvirt 11 from bookworm-backports (the
 # libvirt driver's lab pair; bookworm's own 9.0 predates QEMU 10), busybox-static, iproute2, a C
-# toolchain, and Chromium for the report test.
+# toolchain, Chromium for the report test, and PostgreSQL 15 (server and pgbench) and memcached,
+# which the lab's app guest carries (src/lab/app-image.ts; their services stay unused on the host).
 # Idempotent: safe to run on every CI run.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -36,6 +37,8 @@ libvirt_major=$(libvirtd --version 2>/dev/null | sed -n 's/^libvirtd (libvirt) \
 [ "${libvirt_major:-0}" -ge 10 ] || need_install=1
 command -v virsh >/dev/null || need_install=1
 [ -e /usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so ] || need_install=1
+[ -x /usr/lib/postgresql/15/bin/postgres ] && [ -x /usr/lib/postgresql/15/bin/pgbench ] || need_install=1
+[ -x /usr/bin/memcached ] || need_install=1
 
 if [ "$need_install" = 1 ]; then
   apt-get update -qq
@@ -46,6 +49,8 @@ if [ "$need_install" = 1 ]; then
   apt-get install -y -qq --no-install-recommends busybox-static iproute2 gcc libc6-dev >/dev/null
   # Headless Chromium renders the benchmark's HTML report in the tests (no browser download).
   apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  # The app guest's PostgreSQL and memcached (binaries and libraries copied into its initramfs).
+  apt-get install -y -qq --no-install-recommends postgresql-15 memcached >/dev/null
 fi
 qemu-system-x86_64 --version | head -1
 libvirtd --version

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CommandFailedError, CommandNotFoundError, run } from '../util/exec.js';
 import { LabError } from '../util/errors.js';
+import { APP_INIT_SCRIPT, appGuestEntries } from './app-image.js';
 import { buildCpio, type CpioEntry } from './cpio.js';
 
 export interface GuestImage {
@@ -49,15 +50,24 @@ function sha256(...parts: (string | Buffer)[]): string {
 }
 
 /**
+ * Which initramfs: `base` (busybox + the synthetic workload) or `apps` (also PostgreSQL, pgbench,
+ * memcached and their load; for the `app:` workloads, see src/lab/app-image.ts).
+ */
+export type GuestImageVariant = 'base' | 'apps';
+
+/**
  * Builds (or reuses) the guest image in `cacheDir`: the kernel extracted from Debian's cloud
  * kernel .deb (downloaded with apt-get, never installed), and an initramfs of busybox-static plus
  * the static C workload. Each part is rebuilt only when one of its inputs changed.
  */
-export async function buildGuestImage(cacheDir = defaultCacheDir()): Promise<ImageBuildReport> {
+export async function buildGuestImage(
+  cacheDir = defaultCacheDir(),
+  variant: GuestImageVariant = 'base',
+): Promise<ImageBuildReport> {
   const t0 = performance.now();
   mkdirSync(cacheDir, { recursive: true });
   const kernel = await ensureKernel(cacheDir);
-  const initrd = await ensureInitrd(cacheDir);
+  const initrd = variant === 'apps' ? await ensureAppInitrd(cacheDir) : await ensureInitrd(cacheDir);
   return {
     image: {
       kernel: kernel.path,
@@ -164,5 +174,80 @@ async function ensureInitrd(cacheDir: string): Promise<{ path: string; key: stri
   const tmp = `${out}.tmp-${process.pid}`;
   writeFileSync(tmp, buildCpio(entries));
   renameSync(tmp, out);
+  return { path: out, key, cached: false };
+}
+
+/** Compiles a static guest program from guest/<name>.c into `out`. */
+async function compileGuest(name: string, out: string, extra: string[] = []): Promise<void> {
+  try {
+    await run('gcc', [
+      '-O2',
+      '-static',
+      '-Wall',
+      '-o',
+      out,
+      path.join(repoRoot(), 'guest', `${name}.c`),
+      ...extra,
+    ]);
+  } catch (err) {
+    if (err instanceof CommandFailedError && /cannot find -lc/.test(err.detail)) {
+      throw new LabError('gcc cannot link statically: install libc6-dev (sudo bash scripts/setup-host.sh)');
+    }
+    if (err instanceof CommandNotFoundError)
+      throw new LabError('gcc is not installed: run sudo bash scripts/setup-host.sh');
+    throw new LabError(`cannot compile the guest program ${name}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The app guest's initramfs: the base image's contents with the app /init, plus PostgreSQL,
+ * memcached and their libraries (app-image.ts) and the load helper (guest/appload.c). Cached by
+ * the hash of every input, the host's binaries included, so a package upgrade rebuilds it.
+ */
+async function ensureAppInitrd(cacheDir: string): Promise<{ path: string; key: string; cached: boolean }> {
+  if (!existsSync(BUSYBOX)) {
+    throw new LabError(`${BUSYBOX} not found: install busybox-static (sudo bash scripts/setup-host.sh)`);
+  }
+  const guestDir = path.join(repoRoot(), 'guest');
+  const sources = ['workload.c', 'appload.c', 'app-start.sh'].map((f) =>
+    readFileSync(path.join(guestDir, f)),
+  );
+  const busybox = readFileSync(BUSYBOX);
+  const gccVersion =
+    (await run('gcc', ['--version']).catch(() => ({ stdout: '' }))).stdout.split('\n')[0] ?? '';
+  const appEntries = await appGuestEntries();
+  const h = createHash('sha256');
+  for (const part of [...sources, busybox, APP_INIT_SCRIPT, gccVersion, 'app-initrd-v1']) h.update(part);
+  for (const e of appEntries) {
+    h.update(e.path);
+    if (e.kind === 'file') h.update(e.data);
+  }
+  const key = h.digest('hex').slice(0, 16);
+  const out = path.join(cacheDir, `initrd-apps-${key}.cpio`);
+  if (existsSync(out)) return { path: out, key, cached: true };
+
+  const workloadBin = path.join(cacheDir, `.workload-${process.pid}`);
+  const apploadBin = path.join(cacheDir, `.appload-${process.pid}`);
+  try {
+    await compileGuest('workload', workloadBin);
+    await compileGuest('appload', apploadBin, ['-lpthread']);
+    const entries: CpioEntry[] = [
+      ...['bin', 'dev', 'proc', 'sys', 'tmp'].map((d): CpioEntry => ({ kind: 'dir', path: d })),
+      { kind: 'chardev', path: 'dev/console', major: 5, minor: 1 },
+      { kind: 'file', path: 'bin/busybox', data: busybox, mode: 0o755 },
+      { kind: 'symlink', path: 'bin/sh', target: 'busybox' },
+      { kind: 'file', path: 'bin/workload', data: readFileSync(workloadBin), mode: 0o755 },
+      { kind: 'file', path: 'bin/appload', data: readFileSync(apploadBin), mode: 0o755 },
+      { kind: 'file', path: 'bin/app-start', data: sources[2]!, mode: 0o755 },
+      { kind: 'file', path: 'init', data: Buffer.from(APP_INIT_SCRIPT), mode: 0o755 },
+      ...appEntries,
+    ];
+    const tmp = `${out}.tmp-${process.pid}`;
+    writeFileSync(tmp, buildCpio(entries));
+    renameSync(tmp, out);
+  } finally {
+    rmSync(workloadBin, { force: true });
+    rmSync(apploadBin, { force: true });
+  }
   return { path: out, key, cached: false };
 }

@@ -20,15 +20,23 @@ import {
   type VmSpec,
 } from '../qemu/index.js';
 import { LabError } from '../util/errors.js';
+import { measureAppLatency, type AppLatency } from './app-latency.js';
+import { waitForAppReady } from './app-ready.js';
 import { buildGuestImage, defaultCacheDir, type GuestImage } from './image.js';
 import { EmulatedLink, LAB_PREFIX, formatLink, labIdPrefix, type LinkSpec } from './link.js';
 import { compareGuestRam, guestRamRanges, type RamComparison, type RamRange } from './ram-compare.js';
 import { guestStall, type GuestStall } from './guest-stall.js';
 import { HEARTBEAT_PERIOD_MS, SerialConsole } from './serial.js';
-import { formatWorkload, workloadFootprintMib, type WorkloadSpec } from './workload.js';
+import {
+  formatLabWorkload as formatWorkload,
+  isAppWorkload,
+  labWorkloadFootprintMib as workloadFootprintMib,
+  type LabWorkloadSpec,
+} from '../util/specs.js';
 
 export interface LabOptions {
-  workload: WorkloadSpec;
+  /** A synthetic dirty pattern, or a real application (`app:`, parseLabWorkload) on the app image. */
+  workload: LabWorkloadSpec;
   ramMiB: number;
   vcpus?: number;
   link: LinkSpec;
@@ -39,6 +47,8 @@ export interface LabOptions {
   /** Put the migration tap between source and destination (exact per-pass page sets). */
   tap?: boolean;
   log?: (line: string) => void;
+  /** How long an `app:` workload may take to load its data and start its load (default 600 s). */
+  appReadyTimeoutMs?: number;
 }
 
 export interface LabInfo {
@@ -83,7 +93,8 @@ export class Lab {
     const version = await probeQemuVersion();
     assertUsableForTcgMigration(version, accel);
     if (accel === 'kvm') await assertKvmUsable();
-    const { image } = await buildGuestImage(opts.cacheDir ?? defaultCacheDir());
+    const app = isAppWorkload(opts.workload);
+    const { image } = await buildGuestImage(opts.cacheDir ?? defaultCacheDir(), app ? 'apps' : 'base');
 
     const id = labIdPrefix() + randomBytes(3).toString('hex');
     const dir = mkdtempSync(path.join(os.tmpdir(), `${LAB_PREFIX}-${id}-`));
@@ -132,6 +143,8 @@ export class Lab {
       cleanup.push(async () => destinationConsole.close());
 
       await waitForHeartbeats(sourceConsole, 3, 90_000, source);
+      // A real application starts beside the heartbeat: initdb, loading the database, filling the cache.
+      if (app) await waitForAppReady(sourceConsole, source, opts.appReadyTimeoutMs ?? 600_000, log);
       const bootMs = performance.now() - t0;
       log(
         `lab ${id}: ${formatWorkload(opts.workload)} on ${opts.ramMiB} MiB, link ${formatLink(opts.link)}, booted in ${(bootMs / 1000).toFixed(1)} s`,
@@ -218,6 +231,11 @@ export interface LabMigrationResult {
   linkBytes?: number;
   /** What the tap saw, when it was on. */
   tap?: TapStatus;
+  /**
+   * A real application's (`app:` workloads) own request latency over the same window as
+   * guestStall, on the host's clock (app-latency.ts), with its baseline before the migration.
+   */
+  appLatency?: AppLatency;
   success: boolean;
 }
 
@@ -267,7 +285,9 @@ export async function migrateLab(
     // The source must run on: its heartbeat continues and its memory is intact.
     const after = performance.now();
     const sourceRunsOn = await beatsArrive(lab.sourceConsole, after, 3, 5000);
-    const stall = await measureStall(lab, migration, { from: clock.startedAt, to: after + SETTLE_MS });
+    const window = { from: clock.startedAt, to: after + SETTLE_MS };
+    const stall = await measureStall(lab, migration, window);
+    const appLatency = await measureApp(lab, migration, window);
     const sourceCheck = sourceRunsOn ? await lab.sourceConsole.integrityCheck() : undefined;
     const linkBytes = await linkBytesNow();
     return {
@@ -279,6 +299,7 @@ export async function migrateLab(
       sourceCheck,
       linkBytes,
       tap: lab.tap?.status(),
+      ...(appLatency ? { appLatency } : {}),
       success: false,
     };
   }
@@ -301,9 +322,10 @@ export async function migrateLab(
   // `cont`; the verification hold in between (destination paused by -S) is ours, not the
   // migration's, so it is cut out. Measured before the integrity check, which pauses the workload.
   const arrivedAt = clock.destinationCompletedAt ?? clock.sourceCompletedAt ?? clock.endedAt;
-  const stall = await measureStall(lab, migration, { from: clock.startedAt, to: contAt + SETTLE_MS }, [
-    { from: Math.min(arrivedAt, contAt), to: contAt },
-  ]);
+  const window = { from: clock.startedAt, to: contAt + SETTLE_MS };
+  const hold = [{ from: Math.min(arrivedAt, contAt), to: contAt }];
+  const stall = await measureStall(lab, migration, window, hold);
+  const appLatency = await measureApp(lab, migration, window, hold);
   const guestCheck = heartbeatResumed
     ? await lab.destinationConsole.integrityCheck()
     : { ok: false, line: 'no heartbeat from the destination after cont' };
@@ -317,6 +339,7 @@ export async function migrateLab(
     verification,
     linkBytes,
     tap: lab.tap?.status(),
+    ...(appLatency ? { appLatency } : {}),
     success: ram.differingPages === 0 && guestCheck.ok && heartbeatResumed,
   };
 }
@@ -334,10 +357,9 @@ async function verifyPostcopy(
 ): Promise<LabMigrationResult> {
   const { clock } = migration;
   const heartbeatResumed = await beatsArrive(lab.destinationConsole, clock.endedAt, 1, 10_000);
-  const stall = await measureStall(lab, migration, {
-    from: clock.startedAt,
-    to: clock.endedAt + SETTLE_MS,
-  });
+  const window = { from: clock.startedAt, to: clock.endedAt + SETTLE_MS };
+  const stall = await measureStall(lab, migration, window);
+  const appLatency = await measureApp(lab, migration, window);
   const guestCheck = heartbeatResumed
     ? await lab.destinationConsole.integrityCheck()
     : { ok: false, line: 'no heartbeat from the destination after post-copy' };
@@ -354,6 +376,7 @@ async function verifyPostcopy(
     },
     linkBytes,
     tap: lab.tap?.status(),
+    ...(appLatency ? { appLatency } : {}),
     success: guestCheck.ok && heartbeatResumed,
   };
 }
@@ -391,6 +414,22 @@ async function measureStall(
   return guestStall({
     beats: [...lab.sourceConsole.heartbeats, ...lab.destinationConsole.heartbeats],
     periodMs: HEARTBEAT_PERIOD_MS,
+    window,
+    exclude,
+    precopyEnd: precopyEnd(m),
+  });
+}
+
+/** A real application's latency over the stall's window (undefined for synthetic workloads). */
+async function measureApp(
+  lab: Lab,
+  m: MigrationResult,
+  window: { from: number; to: number },
+  exclude: { from: number; to: number }[] = [],
+): Promise<AppLatency | undefined> {
+  if (!lab.info.workload.startsWith('app:')) return undefined;
+  return measureAppLatency({
+    streams: [lab.sourceConsole.app, lab.destinationConsole.app],
     window,
     exclude,
     precopyEnd: precopyEnd(m),

@@ -21,6 +21,8 @@ export interface Heartbeat {
  */
 export class SerialConsole extends EventEmitter {
   readonly heartbeats: Heartbeat[] = [];
+  /** A real application's requests (`AL` lines) and the guest's clock (`AT` lines): app-latency.ts. */
+  readonly app: AppStream = { samples: [], clock: [] };
   readonly lines: { text: string; at: number }[] = [];
   private buffer = '';
 
@@ -68,6 +70,7 @@ export class SerialConsole extends EventEmitter {
         this.heartbeats.push(beat);
         this.emit('heartbeat', beat);
       }
+      parseAppLine(text, at, this.app);
       this.emit('line', text, at);
       if (this.lines.length > 20_000) this.lines.splice(0, 10_000);
     }
@@ -114,6 +117,45 @@ export class SerialConsole extends EventEmitter {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/** One request (or transaction) of a real application in the guest, as guest/appload.c prints it. */
+export interface AppSample {
+  /** When it completed, guest CLOCK_MONOTONIC, µs. */
+  endUs: number;
+  /** How long it took by the guest's clock, µs. */
+  latUs: number;
+  /** Host time the line arrived (performance.now(), ms). */
+  at: number;
+}
+
+/** A reading of the guest's clock (`AT` line): guest µs against host arrival ms. */
+export interface GuestClockTick {
+  guestUs: number;
+  at: number;
+}
+
+export interface AppStream {
+  samples: AppSample[];
+  clock: GuestClockTick[];
+}
+
+/**
+ * Parses one console line of the app guest into `into`: `AL <endUs> <latUs>` (a request) or
+ * `AT <nowUs>` (the guest's clock). Returns whether the line was one of them.
+ */
+export function parseAppLine(text: string, at: number, into: AppStream): boolean {
+  const al = /^AL (\d+) (\d+)\s*$/.exec(text);
+  if (al) {
+    into.samples.push({ endUs: Number(al[1]), latUs: Number(al[2]), at });
+    return true;
+  }
+  const t = /^AT (\d+)\s*$/.exec(text);
+  if (t) {
+    into.clock.push({ guestUs: Number(t[1]), at });
+    return true;
+  }
+  return false;
 }
 
 /**

@@ -30,6 +30,10 @@ export function parseWorkload(text: string): WorkloadSpec {
   const fields = kind ? FORMS[kind] : undefined;
   const bad = (why: string) =>
     new UsageError(`unknown workload '${text}': ${why}; use one of ${WORKLOAD_FORMS}`);
+  if (kind === 'app')
+    throw new UsageError(
+      `workload '${text}' is a real application: it runs only in the lab (kvmigrate lab, bench), the simulator has no model of it`,
+    );
   if (!fields) throw bad(`no workload named '${kind}'`);
   const required = fields.filter((f) => !f.endsWith('?')).length;
   if (rest.length < required || rest.length > fields.length) {
@@ -61,6 +65,76 @@ export function formatWorkload(w: WorkloadSpec): string {
 export function workloadFootprintMib(w: WorkloadSpec): number {
   const region = w.kind === 'idle' ? 16 : w.kind === 'hotcold' ? w.hotMib + w.coldMib : w.mib;
   return region * (1 + 8 / 4096);
+}
+
+/**
+ * A real application and its load inside the lab guest (guest/app-start.sh): PostgreSQL under
+ * pgbench (TPC-B-like, `scale` × 100k accounts, `clients` connections), or memcached under our
+ * get/set load generator (guest/appload.c: a cache of `mib` MiB, `valueKiB` values, 50% sets,
+ * `clients` connections back to back). The lab only: the simulator has no model of them.
+ */
+export type AppWorkloadSpec =
+  | { kind: 'app'; app: 'pgbench'; scale: number; clients: number }
+  | { kind: 'app'; app: 'memcached'; mib: number; clients: number; valueKiB: number };
+
+/** What a lab guest can run: a synthetic dirty pattern or a real application. */
+export type LabWorkloadSpec = WorkloadSpec | AppWorkloadSpec;
+
+const APP_FORMS = {
+  pgbench: { fields: ['scale', 'clients'], defaults: [10, 4] },
+  memcached: { fields: ['mib', 'clients', 'valueKiB'], defaults: [192, 4, 16] },
+} as const;
+
+export const APP_WORKLOAD_FORMS =
+  'app:pgbench[:<scale>[:<clients>]], app:memcached[:<MiB>[:<clients>[:<valueKiB>]]]';
+
+export function isAppWorkload(w: LabWorkloadSpec): w is AppWorkloadSpec {
+  return w.kind === 'app';
+}
+
+/** Parses a lab workload: every synthetic form (parseWorkload) and the `app:` ones. */
+export function parseLabWorkload(text: string): LabWorkloadSpec {
+  const [kind, app, ...rest] = text.trim().split(':');
+  if (kind !== 'app') {
+    try {
+      return parseWorkload(text);
+    } catch (err) {
+      if (err instanceof UsageError) throw new UsageError(`${err.message}, ${APP_WORKLOAD_FORMS}`);
+      throw err;
+    }
+  }
+  const bad = (why: string) =>
+    new UsageError(`unknown workload '${text}': ${why}; use ${APP_WORKLOAD_FORMS}`);
+  if (app !== 'pgbench' && app !== 'memcached')
+    throw bad(app ? `no application named '${app}'` : 'name the application');
+  const form = APP_FORMS[app];
+  if (rest.length > form.fields.length) throw bad(`app:${app} takes at most ${form.fields.length} number(s)`);
+  const nums = form.defaults.map((d, i) =>
+    rest[i] === undefined ? d : /^\d+$/.test(rest[i]!) ? Number(rest[i]) : NaN,
+  );
+  if (nums.some((n) => !Number.isFinite(n))) throw bad('parameters must be whole numbers');
+  if (nums.some((n) => n === 0)) throw bad('parameters must be at least 1');
+  if (app === 'pgbench') return { kind: 'app', app, scale: nums[0]!, clients: nums[1]! };
+  if (nums[2]! > 1000) throw bad('a value is at most 1000 KiB (memcached items are at most 1 MiB)');
+  return { kind: 'app', app, mib: nums[0]!, clients: nums[1]!, valueKiB: nums[2]! };
+}
+
+/** The canonical text of a lab workload (an app's defaults written out): parseLabWorkload's inverse. */
+export function formatLabWorkload(w: LabWorkloadSpec): string {
+  if (!isAppWorkload(w)) return formatWorkload(w);
+  return w.app === 'pgbench'
+    ? `app:pgbench:${w.scale}:${w.clients}`
+    : `app:memcached:${w.mib}:${w.clients}:${w.valueKiB}`;
+}
+
+/**
+ * MiB the workload keeps in guest RAM. An app guest also holds its programs in the initramfs
+ * (~80 MiB unpacked); PostgreSQL its data files in tmpfs (~16 MiB per scale unit), 64 MiB of
+ * shared buffers and up to 96 MiB of WAL (guest/app-start.sh).
+ */
+export function labWorkloadFootprintMib(w: LabWorkloadSpec): number {
+  if (!isAppWorkload(w)) return workloadFootprintMib(w);
+  return w.app === 'pgbench' ? 80 + 64 + 96 + 16 * w.scale : 80 + 16 + w.mib;
 }
 
 export interface LinkSpec {
