@@ -276,6 +276,17 @@ export class LibvirtClient extends EventEmitter {
     );
   }
 
+  /**
+   * The migration speed limit in MiB/s (libvirt's "unlimited" is 8796093022207): to notice when
+   * another party changed it.
+   */
+  async maxSpeed(name: string): Promise<number> {
+    const body = await this.onDomain(name, (dom) =>
+      this.rpc.call(PROC.domainMigrateGetMaxSpeed, writeDomain(new XdrWriter(), dom).uint(0)),
+    );
+    return reply('a max speed', () => Number(new XdrReader(body).uhyper()));
+  }
+
   /** virDomainMigrateStartPostCopy (the job must have been started with `postcopy: true`). */
   async startPostCopy(name: string): Promise<void> {
     await this.migrationAction(name, (dom) =>

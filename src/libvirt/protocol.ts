@@ -30,6 +30,7 @@ export const PROC = {
   domainMigrateSetMaxDowntime: 166,
   domainMigrateSetMaxSpeed: 207,
   domainGetState: 212,
+  domainMigrateGetMaxSpeed: 242,
   domainGetJobStats: 298,
   domainMigratePerform3Params: 305,
   eventRegisterAny: 316,

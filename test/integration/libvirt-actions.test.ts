@@ -68,6 +68,7 @@ describe('libvirt driver actions on real libvirt + QEMU', () => {
     await src.setMaxDowntime(guest.name, 450);
     expect(await src.maxDowntime(guest.name)).toBe(450);
     await src.setMaxSpeed(guest.name, 100_000); // far above the 1 Gbit link: changes nothing
+    expect(await src.maxSpeed(guest.name)).toBe(100_000);
     await src.suspend(guest.name);
     const outcome = await handle.done;
     expect(outcome.outcome).toBe('completed');

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { LabDaemon } from '../../src/lab/libvirt-daemon.js';
 import { LibvirtPair } from '../../src/lab/libvirt-pair.js';
 import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
@@ -56,6 +58,13 @@ describe('libvirt driver: bad input gives one clear line', () => {
     await expect(LibvirtClient.open(missing).catch(oneLine)).rejects.toThrow(LibvirtUnreachableError);
     await expect(LibvirtClient.open(missing)).rejects.toThrow(/no socket there \(is libvirtd running\?\)/);
     await expect(LibvirtClient.open('qemu+ssh://host/system')).rejects.toThrow(LibvirtUsageError);
+    // A daemon that goes down under an open connection, then is gone.
+    const extra = await LabDaemon.start({ name: `kvmm-${pair.id}-x`, root: path.join(pair.dir, 'x') });
+    pids.push(extra.pid);
+    const doomed = await LibvirtClient.open(extra.uri);
+    await extra.stop();
+    await expect(doomed.hostname().catch(oneLine)).rejects.toThrow(LibvirtUnreachableError);
+    await expect(LibvirtClient.open(extra.uri).catch(oneLine)).rejects.toThrow(LibvirtUnreachableError);
     const guest = await pair.startGuest({ workload: parseWorkload('idle'), ramMiB: 128 });
     await expect(src.startMigration(guest.name, pair.source.uri)).rejects.toThrow(SameHostError);
     await expect(src.assertMigrating(guest.name)).rejects.toThrow(NotMigratingError);
