@@ -24,7 +24,7 @@ function ctl(...args: string[]) {
 }
 
 /** Starts `kvmigrate migrate` on the lab's VMs with a control socket and an event stream. */
-async function startMigrate(lab: Lab) {
+async function startMigrate(lab: Lab, extra: string[] = []) {
   const dir = mkdtempSync(path.join(tmpdir(), 'kvm-ctl-it-'));
   const socket = path.join(dir, 'ctl.sock');
   const events = path.join(dir, 'events.ndjson');
@@ -36,7 +36,7 @@ async function startMigrate(lab: Lab) {
       'bin/kvmigrate.js', 'migrate',
       '--src', lab.source.spec.qmpSocket, '--dst', lab.destination.spec.qmpSocket,
       '--uri', lab.migrateUri, '--incoming', lab.migrateUri,
-      '--control-socket', socket, '--events', events, '--json',
+      '--control-socket', socket, '--events', events, '--json', ...extra,
     ], // prettier-ignore
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -140,6 +140,28 @@ describe('kvmigrate ctl on a real migration that never converges by itself', () 
       await expectOneGuestRuns(lab, 'source');
       // The socket is gone with the controller.
       expect(ctl(socket, 'status').code).toBe(EXIT.usage);
+    });
+  });
+
+  it('postcopy moves it (destination started, guest runs there); abort is refused during post-copy', async () => {
+    await withLab(neverConverges, async (lab) => {
+      // A policy that turns post-copy on but never switches by itself: only the operator does.
+      const { socket, finish } = await startMigrate(lab, [
+        '--policy', 'postcopy-after', '--policy-opt', 'pass=100000', '--allow-postcopy',
+      ]); // prettier-ignore
+      const r = ctl(socket, 'postcopy');
+      expect(r.code, r.stdout + r.stderr).toBe(EXIT.ok);
+      expect(r.stdout).toMatch(/^startPostcopy/);
+      const abort = ctl(socket, 'abort', '--json');
+      // Refused while post-copy runs — unless it already completed (then: over).
+      expect(abort.code).toBe(EXIT.migrationFailed);
+      expect(JSON.parse(abort.stdout).detail).toMatch(/post-copy is under way|over \(completed/);
+      const { code, result, stderr, eventsText } = await finish();
+      expect(code, stderr).toBe(EXIT.ok);
+      expect(result).toMatchObject({ outcome: 'completed', guestRunsOn: 'destination', postcopy: true });
+      expect(result.decisions.map((d) => d.action.reason)).toContain('operator: postcopy');
+      checkEvents(eventsText, result);
+      await expectOneGuestRuns(lab, 'destination');
     });
   });
 });

@@ -152,6 +152,9 @@ export function register(program: Command): void {
         postcopyPermitted: flags.postcopyPermitted,
         maxBandwidthBps: flags.maxBandwidthBps,
         postcopyBandwidthBps: flags.postcopyBandwidthBps,
+        // In post-copy the guest must run on the destination: one started with -S (as the README
+        // says) is started when post-copy begins (a policy's switch or kvmigrate ctl postcopy).
+        startDestinationOnPostcopy: true,
         signal: interruptSignal(),
         ...progress,
         onEvent: outputs.onEvent,
