@@ -27,6 +27,10 @@ export const BenchConfigSchema = z.object({
   deadlineS: z.number().positive(),
   postcopyPermitted: z.boolean(),
   tap: z.boolean(),
+  /** relaxed(L*)'s ladder: every rung runs on every rep (also the oracle's "let QEMU converge" candidates). */
+  ladder: z.array(z.number().positive()).min(1).optional(),
+  /** The oracle's candidates: switch after pass k and (post-copy permitted) post-copy after pass k, k = 1…K. */
+  oracleMaxPass: z.number().int().min(1).max(20).optional(),
   summary: SummaryConfigSchema,
 });
 export type BenchConfig = z.infer<typeof BenchConfigSchema>;
@@ -49,7 +53,9 @@ export function summaryConfig(workloads: string[], summaryWorkloads?: string[]):
 
 /**
  * The committed configurations of the published benchmarks (docs/results, docs/results-postcopy):
- * the workload sets they were published with, every one of them in the summary, ≥5 reps.
+ * the workload sets they were published with, every one of them in the summary, ≥5 reps; a
+ * ladder from stock's limit to one that sends all RAM in one stop (512 MiB at 1 Gbit/s ≈ 4.3 s),
+ * with 2500 between 2000 and 3000 (the old ladder's coarsest step); oracle candidates k = 1…4.
  */
 export const BENCH_CONFIGS = {
   precopy: {
@@ -62,6 +68,8 @@ export const BENCH_CONFIGS = {
     deadlineS: 20,
     postcopyPermitted: false,
     tap: false,
+    ladder: [300, 1000, 1500, 2000, 2500, 3000, 5000],
+    oracleMaxPass: 4,
     summary: {
       ...DEFAULT_SUMMARY,
       workloads: ['random:200', 'hotcold:32:256:90', 'sweep:256:400', 'rate:200:20000'],
@@ -77,6 +85,8 @@ export const BENCH_CONFIGS = {
     deadlineS: 30,
     postcopyPermitted: true,
     tap: false,
+    ladder: [300, 1000, 1500, 2000, 2500, 3000, 5000],
+    oracleMaxPass: 4,
     summary: {
       ...DEFAULT_SUMMARY,
       workloads: ['random:200', 'hotcold:32:256:90', 'sweep:256:400', 'burst:200:1000:2500'],

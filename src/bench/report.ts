@@ -1,22 +1,43 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type * as vl from 'vega-lite';
+import { charts } from './charts.js';
 import { csvLine } from './csv.js';
-import type { Results, RunRecord } from './results.js';
-import { quantile } from './stats.js';
-import { stallOf, summarize, type Cell, type Ratios, type Summary } from './summary.js';
+import { OBJECTIVES, type Objective } from './oracle.js';
+import { verificationOf, type Results, type RunRecord } from './results.js';
+import { quantile, verdictOf, type Interval } from './stats.js';
+import { stallOf, summarize, type Cell, type Estimate, type Summary } from './summary.js';
 import { escapeHtml, toHtml, toMarkdown, type Block } from './tables.js';
 
 const MiB = 2 ** 20;
 const pct = (x: number) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : '–');
-const rel = (x: number | undefined) =>
-  x === undefined || !Number.isFinite(x)
+/** A ratio as a change: 0.71 → −29%. */
+export const rel = (x: number | undefined) =>
+  x === undefined || Number.isNaN(x)
     ? '–'
-    : `${x >= 1 ? '+' : '−'}${Math.abs(Math.round((x - 1) * 100))}%`;
+    : !Number.isFinite(x)
+      ? '+∞'
+      : `${x >= 1 ? '+' : '−'}${Math.abs(Math.round((x - 1) * 100))}%`;
 const s = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '–');
-const range = (sp: { median: number; p10: number; p90: number }, f: (x: number) => string) =>
-  Number.isFinite(sp.median) ? `${f(sp.median)} (${f(sp.p10)}–${f(sp.p90)})` : '–';
-const ratios = (x: Ratios | undefined) => (x ? `${rel(x.total)} / ${rel(x.stall)} / ${rel(x.bytes)}` : '–');
+const ms0 = (x: number) => x.toFixed(0);
+
+/** A median with its 95% interval: `12.34 [11.90–13.02]`; one run: the median alone. */
+export function est(e: Estimate, f: (x: number) => string): string {
+  if (!Number.isFinite(e.median)) return '–';
+  return Number.isNaN(e.lo) ? f(e.median) : `${f(e.median)} [${f(e.lo)}–${f(e.hi)}]`;
+}
+
+/**
+ * A ratio with its 95% interval: `−29% [−40%, −10%]`; an interval that contains 1 reads as a tie
+ * (`tie −5% [−20%, +12%]`); without an interval (too few runs) the estimate alone, marked `?`.
+ */
+export function ratioText(r: Interval | undefined): string {
+  if (!r || Number.isNaN(r.estimate)) return '–';
+  const v = verdictOf(r);
+  if (v === 'unknown') return `${rel(r.estimate)} ?`;
+  return `${v === 'tie' ? 'tie ' : ''}${rel(r.estimate)} [${rel(r.lo)}, ${rel(r.hi)}]`;
+}
+
+const OBJECTIVE_NAME: Record<Objective, string> = { stall: 'stall', total: 'time', bytes: 'data' };
 
 /** What produced the results, in one line. */
 function provenanceLine(results: Results): string {
@@ -31,8 +52,8 @@ function provenanceLine(results: Results): string {
   return `Provenance: commit \`${p.commit?.slice(0, 12) ?? 'unknown'}\`, ${tree}${p.commits.length > 1 ? `; runs from ${p.commits.length} commits` : ''}.`;
 }
 
-/** The report as blocks: report.md and report.html render the same ones. */
-export function reportBlocks(results: Results, sum: Summary = summarize(results)): Block[] {
+/** Title, setup, how downtime and intervals are measured, environment and provenance. */
+function introBlocks(results: Results, sum: Summary): Block[] {
   const env = results.environment;
   const m = results.matrix;
   const budget = m.downtimeBudgetMs;
@@ -42,7 +63,13 @@ export function reportBlocks(results: Results, sum: Summary = summarize(results)
       kind: 'paragraph',
       text:
         `${m.ramMiB} MiB guest, ${m.link} link, downtime budget ${budget} ms, deadline ${m.deadlineS} s, ${m.reps} rep(s) per cell${m.postcopyPermitted ? ', post-copy permitted' : ''}. ` +
-        `relaxed(L*): L* = ${results.relaxedLimitMs ?? '–'} ms. Medians with p10–p90 over successful runs.`,
+        `relaxed(L*): L* = ${results.relaxedLimitMs ?? '–'} ms${sum.relaxed ? ` (${sum.relaxed})` : ''}. ` +
+        'Medians over successful runs with bootstrap 95% intervals in brackets (2000 seeded resamples: the same results give the same intervals). ' +
+        'Ratios are medians over medians with an interval from resampling both sides; **an interval that contains 1 is a tie** and reads `tie`; `?` marks a ratio without an interval (under 2 successful runs a side). ' +
+        'With few reps a percentile bootstrap is narrow (never wider than the runs themselves): read a near-tie as a tie. ' +
+        (results.config?.ladder
+          ? 'Every policy, ladder rung and oracle candidate runs on every rep, interleaved and rotated from rep to rep; a re-run replaces whole reps.'
+          : 'These runs predate the fair schedule (every policy, rung and candidate on every rep, rotated): the ladder and the oracle ran once each.'),
     },
     {
       kind: 'paragraph',
@@ -62,8 +89,14 @@ export function reportBlocks(results: Results, sum: Summary = summarize(results)
       kind: 'paragraph',
       text: 'Note: some runs carry no total stall (recorded before it existed, or simulated); for them the downtime figures are `guestDowntimeMs` as recorded, a different measure.',
     });
+  return blocks;
+}
+
+/** The headline: success, SLO success and geometric means vs relaxed(L*) per policy. */
+function headlineBlocks(results: Results, sum: Summary): Block[] {
+  const budget = results.matrix.downtimeBudgetMs;
   const missing = sum.perPolicy.filter((p) => p.missing.length > 0);
-  blocks.push(
+  return [
     { kind: 'heading', level: 2, text: 'Success over the matrix' },
     {
       kind: 'table',
@@ -80,9 +113,9 @@ export function reportBlocks(results: Results, sum: Summary = summarize(results)
           p.policy,
           pct(p.successRate),
           pct(p.sloRate),
-          rel(p.geoVsRelaxed?.total),
-          rel(p.geoVsRelaxed?.stall),
-          rel(p.geoVsRelaxed?.bytes),
+          ratioText(p.geoVsRelaxed?.total),
+          ratioText(p.geoVsRelaxed?.stall),
+          ratioText(p.geoVsRelaxed?.bytes),
         ]),
       },
     },
@@ -90,43 +123,139 @@ export function reportBlocks(results: Results, sum: Summary = summarize(results)
       kind: 'paragraph',
       text:
         `Ratios vs relaxed(L*): the geometric mean, over ${results.config ? 'the workload set fixed in the bench config before the run' : 'every workload of the run (no bench config recorded)'} (${sum.summary.workloads.join(', ')}), ` +
-        "of each workload's median ratio; a policy without a ratio on one of them gets none." +
+        "of each workload's median ratio, with a 95% interval from resampling every cell; a policy without a ratio on one of them gets none." +
         (missing.length
           ? ` No ratio: ${missing.map((p) => `${p.policy} (${p.missing.join(', ')})`).join('; ')}.`
           : ''),
     },
-  );
-  for (const w of sum.workloads) {
-    blocks.push(
-      { kind: 'heading', level: 2, text: w },
-      {
-        kind: 'table',
-        table: {
-          head: [
-            'policy', 'success', 'SLO success', 'total s', 'guest stall ms', 'longest silence ms', 'QEMU downtime ms',
-            'slowdown', 'data MiB', 'vs relaxed (time/stall/data)', 'vs oracle (time/stall/data)',
-          ], // prettier-ignore
-          rows: sum.cells
-            .filter((x) => x.workload === w)
-            .map((c: Cell) => [
-              c.policy,
-              `${pct(c.successRate)} (${c.runs})`,
-              pct(c.sloRate),
-              range(c.totalMs, s),
-              range(c.stallMs, (x) => x.toFixed(0)),
-              range(c.longestSilenceMs, (x) => x.toFixed(0)),
-              range(c.qemuDowntimeMs, (x) => x.toFixed(0)),
-              range(c.slowdown, (x) => x.toFixed(2)),
-              range(c.bytes, (x) => (x / MiB).toFixed(0)),
-              ratios(c.vsRelaxed),
-              ratios(c.vsOracle),
-            ]),
-        },
+  ];
+}
+
+const verifiedText = (c: Cell) =>
+  [
+    c.verified['byte-for-byte'] ? `${c.verified['byte-for-byte']} byte-for-byte` : '',
+    c.verified['guest-check-only'] ? `${c.verified['guest-check-only']} guest check only` : '',
+    c.verified.none ? `${c.verified.none} none` : '',
+  ]
+    .filter(Boolean)
+    .join(', ') || '–';
+
+/** One workload: its figures per row, then its ratios to relaxed(L*) and to each objective's oracle. */
+function workloadBlocks(w: string, sum: Summary): Block[] {
+  const cells = sum.cells.filter((x) => x.workload === w);
+  const figures = cells.map((c) => [
+    c.policy,
+    `${pct(c.successRate)} (${c.runs})`,
+    pct(c.sloRate),
+    verifiedText(c),
+    est(c.totalMs, s),
+    est(c.stallMs, ms0),
+    est(c.longestSilenceMs, ms0),
+    est(c.qemuDowntimeMs, ms0),
+    est(c.slowdown, (x) => x.toFixed(2)),
+    est(c.bytes, (x) => (x / MiB).toFixed(0)),
+  ]);
+  const ratios = cells.map((c) => [
+    c.policy,
+    ...OBJECTIVES.map((o) => ratioText(c.vsRelaxed?.[o])),
+    ...OBJECTIVES.map((o) => ratioText(c.vsOracle?.[o])),
+  ]);
+  return [
+    { kind: 'heading', level: 2, text: w },
+    {
+      kind: 'table',
+      table: {
+        head: [
+          'policy', 'success', 'SLO success', 'verified', 'total s', 'guest stall ms', 'longest silence ms',
+          'QEMU downtime ms', 'slowdown', 'data MiB',
+        ], // prettier-ignore
+        rows: figures,
       },
-    );
-  }
-  blocks.push(...predictionError(results));
-  return blocks;
+    },
+    {
+      kind: 'table',
+      table: {
+        head: [
+          'policy',
+          ...OBJECTIVES.map((o) => `${OBJECTIVE_NAME[o]} vs relaxed`),
+          ...OBJECTIVES.map((o) => `${OBJECTIVE_NAME[o]} vs oracle(${o})`),
+        ],
+        rows: ratios,
+      },
+    },
+  ];
+}
+
+/** Which candidate each objective's oracle chose, on which reps, and what it is reported on. */
+function oracleBlocks(sum: Summary): Block[] {
+  const rows = sum.workloads.flatMap((w) =>
+    OBJECTIVES.flatMap((o) => {
+      const c = sum.oracle[w]?.[o];
+      return c
+        ? [
+            [
+              w,
+              o,
+              c.policy,
+              c.selectReps.map((r) => r + 1).join(', '),
+              c.reportReps.map((r) => r + 1).join(', '),
+            ],
+          ]
+        : [];
+    }),
+  );
+  const intro: Block = {
+    kind: 'paragraph',
+    text:
+      'The oracle is the best fixed choice in hindsight, per workload and objective, among every candidate run on every rep: ' +
+      '"let QEMU converge" with each ladder rung (relaxed(L)), switch over after pass k (switch-at-pass(k+1)) and, when post-copy is permitted, post-copy after pass k. ' +
+      'It is chosen on the odd-numbered reps (1, 3, …) and reported on the even-numbered ones (2, 4, …), which it never saw; ratios vs the oracle compare both on those reps only.',
+  };
+  if (rows.length === 0)
+    return [
+      { kind: 'heading', level: 2, text: 'Oracle' },
+      { ...intro, text: `${intro.text} No oracle here: it needs candidates run on at least 2 reps.` },
+    ];
+  return [
+    { kind: 'heading', level: 2, text: 'Oracle' },
+    intro,
+    {
+      kind: 'table',
+      table: {
+        head: ['workload', 'objective', 'chosen', 'chosen on reps', 'reported on reps'],
+        align: ['left', 'left', 'left', 'right', 'right'],
+        rows,
+      },
+    },
+  ];
+}
+
+/** How the runs were verified: byte for byte, the guest's own check only (post-copy), or not at all. */
+function verificationBlocks(results: Results): Block[] {
+  const count = (k: string, ok?: boolean) =>
+    results.runs.filter((r) => verificationOf(r) === k && (ok === undefined || r.success === ok)).length;
+  return [
+    { kind: 'heading', level: 2, text: 'Verification' },
+    {
+      kind: 'paragraph',
+      text:
+        `Of ${results.runs.length} runs: ${count('byte-for-byte')} verified **byte for byte** (destination RAM compared with the source's at the switch, then the guest's own integrity check; ${count('byte-for-byte', true)} passed), ` +
+        `${count('guest-check-only')} by the **guest's own check only** (post-copy: the destination ran before completion, so RAM cannot be compared at one instant; ${count('guest-check-only', true)} passed), ` +
+        `${count('none')} **not verified** (the migration did not complete; the source ran on).`,
+    },
+  ];
+}
+
+/** The report as blocks: report.md and report.html render the same ones. */
+export function reportBlocks(results: Results, sum: Summary = summarize(results)): Block[] {
+  return [
+    ...introBlocks(results, sum),
+    ...headlineBlocks(results, sum),
+    ...sum.workloads.flatMap((w) => workloadBlocks(w, sum)),
+    ...oracleBlocks(sum),
+    ...verificationBlocks(results),
+    ...predictionError(results),
+  ];
 }
 
 export function reportMarkdown(results: Results, sum: Summary = summarize(results)): string {
@@ -178,148 +307,19 @@ const CSV_COLUMNS: (keyof RunRecord)[] = [
   'key', 'workload', 'policy', 'rep', 'role', 'success', 'sloSuccess', 'outcome', 'totalTimeMs', 'wallMs',
   'totalStallMs', 'longestSilenceMs', 'slowdown', 'qemuDowntimeMs', 'guestDowntimeMs', 'transferredBytes',
   'linkBytes', 'passes', 'differingPages', 'guestCheckOk', 'controllerCpuPct', 'actionLatencyMs',
-  'predictedDowntimeMs', 'commit', 'reason',
+  'predictedDowntimeMs', 'verification', 'commit', 'reason',
 ]; // prettier-ignore
 
 /** One row per run; text a spreadsheet would run as a formula is neutralised (csv.ts). */
 export function resultsCsv(results: Results): string {
   return (
-    [csvLine(CSV_COLUMNS), ...results.runs.map((r) => csvLine(CSV_COLUMNS.map((c) => r[c])))].join('\n') +
-    '\n'
+    [
+      csvLine(CSV_COLUMNS),
+      ...results.runs.map((r) =>
+        csvLine(CSV_COLUMNS.map((c) => (c === 'verification' ? verificationOf(r) : r[c]))),
+      ),
+    ].join('\n') + '\n'
   );
-}
-
-/**
- * Vega and Vega-Lite are loaded on first use: only report and bench draw charts, and the
- * controller's start-up should not pay for them.
- */
-let renderer: Promise<[typeof import('vega'), typeof import('vega-lite')]> | undefined;
-
-async function svg(spec: vl.TopLevelSpec): Promise<string> {
-  renderer ??= Promise.all([import('vega'), import('vega-lite')]);
-  const [vega, vegaLite] = await renderer;
-  const view = new vega.View(vega.parse(vegaLite.compile(spec).spec), { renderer: 'none' });
-  const out = await view.toSVG();
-  view.finalize();
-  return out;
-}
-
-/** Charts (Vega-Lite rendered to inline SVG): each metric with its p10–p90 spread, pass timelines, success matrix. */
-async function charts(results: Results, sum: Summary): Promise<{ title: string; svg: string }[]> {
-  const cells = sum.cells.filter((c) => c.totalMs.n > 0);
-  const metric = (
-    title: string,
-    pick: (c: Cell) => { median: number; p10: number; p90: number },
-    unit: string,
-    scale = 1,
-  ) => ({
-    title,
-    spec: {
-      title: `${title} (${unit}), median and p10–p90`,
-      data: {
-        values: cells.map((c) => ({
-          workload: c.workload,
-          policy: c.policy,
-          median: pick(c).median / scale,
-          p10: pick(c).p10 / scale,
-          p90: pick(c).p90 / scale,
-        })),
-      },
-      facet: { column: { field: 'workload', type: 'nominal', title: null } },
-      spec: {
-        width: 180,
-        height: 160,
-        layer: [
-          {
-            mark: 'bar',
-            encoding: {
-              x: { field: 'policy', type: 'nominal', axis: { labelAngle: -40 }, title: null },
-              y: { field: 'median', type: 'quantitative', title: unit },
-              color: { field: 'policy', type: 'nominal', legend: null },
-            },
-          },
-          {
-            mark: { type: 'rule', color: 'black' },
-            encoding: {
-              x: { field: 'policy', type: 'nominal' },
-              y: { field: 'p10', type: 'quantitative' },
-              y2: { field: 'p90' },
-            },
-          },
-        ],
-      },
-      resolve: { scale: { y: 'independent' } },
-    } as vl.TopLevelSpec,
-  });
-  const specs = [
-    metric('Total time', (c) => c.totalMs, 's', 1000),
-    metric('Guest total stall', (c) => c.stallMs, 'ms'),
-    metric('QEMU downtime', (c) => c.qemuDowntimeMs, 'ms'),
-    metric('Data sent', (c) => c.bytes, 'MiB', MiB),
-  ];
-  const firstRuns = results.runs.filter((r) => r.role === 'matrix' && r.rep === 0);
-  specs.push({
-    title: 'Pass timelines',
-    spec: {
-      title: 'Remaining at each pass start vs time (rep 1)',
-      data: {
-        values: firstRuns.flatMap((r) =>
-          r.passTimeline.map((p) => ({
-            workload: r.workload,
-            policy: r.policy,
-            t: p.startMs / 1000,
-            remaining: p.remainingAtStartBytes / MiB,
-          })),
-        ),
-      },
-      facet: { column: { field: 'workload', type: 'nominal', title: null } },
-      spec: {
-        width: 220,
-        height: 160,
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 't', type: 'quantitative', title: 's since migrate' },
-          y: { field: 'remaining', type: 'quantitative', title: 'MiB to send' },
-          color: { field: 'policy', type: 'nominal' },
-        },
-      },
-      resolve: { scale: { x: 'independent' } },
-    } as vl.TopLevelSpec,
-  });
-  specs.push({
-    title: 'Success matrix',
-    spec: {
-      title: 'Success rate per workload and policy',
-      data: {
-        values: sum.cells.map((c) => ({ workload: c.workload, policy: c.policy, success: c.successRate })),
-      },
-      width: 60 * Math.max(1, sum.workloads.length),
-      height: 22 * Math.max(1, sum.policies.length + 1),
-      layer: [
-        {
-          mark: 'rect',
-          encoding: {
-            x: { field: 'workload', type: 'nominal' },
-            y: { field: 'policy', type: 'nominal' },
-            color: {
-              field: 'success',
-              type: 'quantitative',
-              scale: { domain: [0, 1], scheme: 'redyellowgreen' },
-            },
-          },
-        },
-        {
-          mark: { type: 'text' },
-          encoding: {
-            x: { field: 'workload', type: 'nominal' },
-            y: { field: 'policy', type: 'nominal' },
-            text: { field: 'success', type: 'quantitative', format: '.0%' },
-          },
-        },
-      ],
-    } as vl.TopLevelSpec,
-  });
-  return Promise.all(specs.map(async (x) => ({ title: x.title, svg: await svg(x.spec) })));
 }
 
 /** Self-contained: charts as inline SVG, tables as HTML tables, styles inline; nothing fetched. */

@@ -46,6 +46,13 @@ export const RunRecordSchema = z.object({
   transferredBytes: z.number(),
   linkBytes: z.number().nullable(),
   passes: z.number().int(),
+  /**
+   * How the run was verified: `byte-for-byte` (destination RAM compared with the source's at the
+   * switch, plus the guest's own check), `guest-check-only` (post-copy: the destination ran before
+   * completion, so only the guest's own integrity check), `none` (the migration did not complete).
+   * Absent in older results: verificationOf() derives it.
+   */
+  verification: z.enum(['byte-for-byte', 'guest-check-only', 'none']).optional(),
   differingPages: z.number().int().nullable(),
   guestCheckOk: z.boolean().nullable(),
   controllerCpuPct: z.number(),
@@ -57,6 +64,16 @@ export const RunRecordSchema = z.object({
   decisions: z.array(z.object({ atMs: z.number(), pass: z.number(), kind: z.string(), reason: z.string() })),
 });
 export type RunRecord = z.infer<typeof RunRecordSchema>;
+export type VerificationKind = NonNullable<RunRecord['verification']>;
+
+/** How a run was verified, as recorded or (older results) from what it recorded. */
+export function verificationOf(
+  r: Pick<RunRecord, 'verification' | 'differingPages' | 'guestCheckOk'>,
+): VerificationKind {
+  if (r.verification) return r.verification;
+  if (r.differingPages !== null) return 'byte-for-byte';
+  return r.guestCheckOk !== null ? 'guest-check-only' : 'none';
+}
 
 export const ResultsSchema = z.object({
   version: z.literal(1),

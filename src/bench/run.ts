@@ -1,21 +1,28 @@
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { formatLink, parseLink } from '../lab/link.js';
 import { parseWorkload } from '../lab/workload.js';
-import { POLICIES, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
+import { POLICIES, resolvePolicy } from '../policy/index.js';
+import { RELAXED_LADDER } from '../policy/relaxed.js';
 import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
 import { summaryConfig, type BenchConfig } from './config.js';
+import { relaxedLimit } from './oracle.js';
 import { assertPublishable, gitProvenance, type Provenance } from './provenance.js';
 import { hostEnvironment, readResults, type Results, type RunRecord } from './results.js';
 import { writeReports } from './report.js';
+import { benchSchedule, benchUnits, keepWholeReps, type PlannedRun } from './schedule.js';
 import { quantile } from './stats.js';
 
-/** The study's ladder for relaxed(L*), ms. */
-export const RELAXED_LADDER = [300, 500, 750, 1000, 1500, 2000, 3000, 5000, 8000, 13000, 21000];
+/** The study's ladder for relaxed(L*), ms (defined with the shared ladder search in src/policy/relaxed.ts). */
+export { RELAXED_LADDER };
 
-/** The lowest ladder rung worth trying: 0.9 × (dirty set ÷ bandwidth) from stock's passes. */
+/**
+ * The lowest ladder rung worth trying: 0.9 × (dirty set ÷ bandwidth) from stock's passes. (The
+ * bench now runs every rung of a fixed ladder on every rep; kept for what reads stock's need.)
+ */
 export function ladderStart(stockRuns: RunRecord[]): number {
   const needs = stockRuns.flatMap((r) => {
     // Between the bulk pass and the last one (closed at the cancel, with nothing left dirty).
@@ -26,6 +33,21 @@ export function ladderStart(stockRuns: RunRecord[]): number {
   const need = quantile(needs, 0.5);
   return [...RELAXED_LADDER].reverse().find((l) => l <= need) ?? RELAXED_LADDER[0]!;
 }
+
+/**
+ * The default ladder: the study's rungs up to the first one long enough to send all of RAM in one
+ * stop on this link (higher rungs cannot behave differently).
+ */
+export function defaultLadder(ramMiB: number, link: string): number[] {
+  const rate = parseLink(link).rateMbit;
+  if (rate === undefined) return [...RELAXED_LADDER];
+  const allOfRamMs = ((ramMiB * 2 ** 20 * 8) / (rate * 1e6)) * 1000;
+  const top = RELAXED_LADDER.find((l) => l >= allOfRamMs) ?? RELAXED_LADDER.at(-1)!;
+  return RELAXED_LADDER.filter((l) => l <= top);
+}
+
+/** Oracle candidates k = 1…K by default. */
+export const DEFAULT_ORACLE_MAX_PASS = 4;
 
 export interface BenchOptions {
   workloads: string[];
@@ -43,17 +65,12 @@ export interface BenchOptions {
   postcopyPermitted?: boolean;
   /** The workloads the summary's geometric means run over (default: all of them), fixed before the run. */
   summaryWorkloads?: string[];
+  /** relaxed(L*)'s rungs, ms (default: defaultLadder). */
+  ladder?: number[];
+  /** The oracle's candidates run k = 1…K (default 4). */
+  oracleMaxPass?: number;
   signal?: AbortSignal;
   log?: (line: string) => void;
-}
-
-interface Planned {
-  key: string;
-  workload: string;
-  label: string;
-  policy: ResolvedPolicy;
-  rep: number;
-  role: RunRecord['role'];
 }
 
 /** Checks names before anything runs. */
@@ -87,6 +104,8 @@ export function optionsFromConfig(
     deadlineS: c.deadlineS,
     postcopyPermitted: c.postcopyPermitted,
     tap: c.tap,
+    ladder: c.ladder ? [...c.ladder] : undefined,
+    oracleMaxPass: c.oracleMaxPass,
     summaryWorkloads: [...c.summary.workloads],
     ...rest,
   };
@@ -104,20 +123,15 @@ export function benchConfigOf(opts: BenchOptions): BenchConfig {
     deadlineS: opts.deadlineS,
     postcopyPermitted: Boolean(opts.postcopyPermitted),
     tap: Boolean(opts.tap),
+    ladder: [...(opts.ladder ?? defaultLadder(opts.ramMiB, opts.link))].sort((a, b) => a - b),
+    oracleMaxPass: opts.oracleMaxPass ?? DEFAULT_ORACLE_MAX_PASS,
     summary: summaryConfig(opts.workloads, opts.summaryWorkloads),
   };
 }
 
-function label(policy: ResolvedPolicy): string {
-  const cfg = policy.config as Record<string, unknown>;
-  if (policy.policy.name === 'relaxed') return `relaxed(${cfg.downtimeLimitMs})`;
-  if (policy.policy.name === 'switch-at-pass' || policy.policy.name === 'postcopy-after')
-    return `${policy.policy.name}(${cfg.pass})`;
-  return policy.policy.name;
-}
-
+/** The record of one run, from what the lab measured and verified. */
 export function toRunRecord(
-  p: Planned,
+  p: PlannedRun,
   r: LabMigrationResult,
   budgetMs: number,
   provenance?: Pick<Provenance, 'commit' | 'dirty'>,
@@ -134,8 +148,8 @@ export function toRunRecord(
     key: p.key,
     workload: p.workload,
     policy: p.label,
-    policyName: p.policy.policy.name,
-    policyConfig: p.policy.config as Record<string, unknown>,
+    policyName: p.policyName,
+    policyConfig: p.config,
     rep: p.rep,
     role: p.role,
     startedAt: new Date().toISOString(),
@@ -153,6 +167,8 @@ export function toRunRecord(
     transferredBytes: m.transferredBytes,
     linkBytes: r.linkBytes ?? null,
     passes: m.passes.length,
+    // What was verified: RAM byte for byte, or (post-copy) only the guest's own check, or nothing.
+    verification: r.verification?.ram ? 'byte-for-byte' : r.verification ? 'guest-check-only' : 'none',
     differingPages: r.verification?.ram?.differingPages ?? null,
     guestCheckOk: r.verification?.guestCheck.ok ?? null,
     controllerCpuPct: m.controllerCpuPct,
@@ -172,28 +188,24 @@ export function toRunRecord(
   };
 }
 
-/**
- * Runs the experiment matrix on fresh lab pairs — every policy on every workload, `reps` times,
- * policies interleaved within a rep so slow drifts of this noisy host hit them alike — plus the
- * runs that find relaxed(L*) and the oracle. Writes results.json after every run (so Ctrl-C and
- * --resume lose nothing), then results.csv, report.md and report.html.
- */
-export async function runBench(opts: BenchOptions): Promise<Results> {
-  validateBench(opts);
-  const log = opts.log ?? (() => undefined);
-  // Published results come from committed code; every result says which.
-  const provenance = gitProvenance(opts.out);
-  assertPublishable(provenance, opts.out);
-  if (provenance.dirty)
-    log(`note: the tree has uncommitted changes (${provenance.dirtyPaths.slice(0, 3).join(', ')}…)`);
-  mkdirSync(opts.out, { recursive: true });
-  const file = path.join(opts.out, 'results.json');
-  const previous = opts.resume && existsSync(file) ? readResults(file) : undefined;
-  const version = await probeQemuVersion();
-  const results: Results = previous ?? {
+/** The whole bench in run order (pure): every unit on every workload and rep, rotated per rep. */
+export function planOf(opts: BenchOptions): PlannedRun[] {
+  const c = benchConfigOf(opts);
+  const units = benchUnits({
+    policies: c.policies,
+    ladder: c.ladder!,
+    oracleMaxPass: c.oracleMaxPass!,
+    postcopyPermitted: c.postcopyPermitted,
+  });
+  return benchSchedule(c.workloads, units, c.reps);
+}
+
+/** A new results file for this configuration. */
+function freshResults(opts: BenchOptions, qemu: string): Results {
+  return {
     version: 1,
     createdAt: new Date().toISOString(),
-    environment: hostEnvironment(version.text, 'tcg'),
+    environment: hostEnvironment(qemu, 'tcg'),
     config: benchConfigOf(opts),
     matrix: {
       workloads: opts.workloads,
@@ -208,7 +220,27 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
     relaxedLimitMs: null,
     runs: [],
   };
-  // The commit of this invocation; dirty if any invocation was, or runs come from several commits.
+}
+
+/**
+ * --resume: the earlier results of the same configuration, keeping only whole reps of this plan
+ * (a rep cut short is run again from its start, never patched one policy at a time).
+ */
+function resumedResults(opts: BenchOptions, file: string, plan: PlannedRun[]): Results | undefined {
+  if (!opts.resume || !existsSync(file)) return undefined;
+  const previous = readResults(file);
+  if (!isDeepStrictEqual(previous.config, benchConfigOf(opts)))
+    throw new UsageError(
+      `--resume: ${file} was made with another configuration; resume with the same options or use another --out`,
+    );
+  const { kept, dropped } = keepWholeReps(plan, previous.runs);
+  if (dropped.length)
+    opts.log?.(`resume: ${dropped.length} run(s) of unfinished reps dropped; those reps run again whole`);
+  return { ...previous, runs: kept, relaxedLimitMs: null };
+}
+
+/** The commit of this invocation; dirty if any invocation was, or runs come from several commits. */
+function recordProvenance(results: Results, provenance: Provenance): void {
   const commits = [
     ...new Set([...(results.provenance?.commits ?? []), ...(provenance.commit ? [provenance.commit] : [])]),
   ];
@@ -220,163 +252,101 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
         : provenance.dirty || Boolean(results.provenance?.dirty) || commits.length > 1,
     commits,
   };
-  const done = new Set(results.runs.map((r) => r.key));
+}
+
+/** One run on a fresh lab pair: start, migrate under the unit's policy, verify, tear down. */
+async function runOne(
+  opts: BenchOptions,
+  p: PlannedRun,
+  results: Results,
+  provenance: Provenance,
+): Promise<RunRecord> {
+  const policy = resolvePolicy(p.policyName, p.config);
+  const lab = await Lab.start({
+    workload: parseWorkload(p.workload),
+    ramMiB: opts.ramMiB,
+    link: parseLink(opts.link),
+    tap: opts.tap,
+  });
+  let r: LabMigrationResult;
+  try {
+    results.environment.kernelPackage = lab.info.kernelPackage;
+    r = await migrateLab(lab, {
+      policy,
+      downtimeBudgetMs: opts.downtimeBudgetMs,
+      deadlineMs: opts.deadlineS * 1000,
+      postcopyPermitted: opts.postcopyPermitted,
+      signal: opts.signal,
+    });
+  } finally {
+    await lab.destroy();
+  }
+  return toRunRecord(
+    { ...p, config: policy.config as Record<string, unknown> },
+    r,
+    opts.downtimeBudgetMs,
+    provenance,
+  );
+}
+
+const progressLine = (p: PlannedRun, i: number, total: number, etaMs: number) =>
+  `run ${i}/${total} rep ${p.rep + 1} ${p.workload} × ${p.label}${p.role === 'matrix' ? '' : ` (${p.role})`}${Number.isFinite(etaMs) ? `, ETA ${Math.ceil(etaMs / 60_000)} min` : ''}`;
+
+const outcomeLine = (rec: RunRecord) =>
+  `  → ${rec.success ? 'success' : rec.outcome} (verified: ${rec.verification}): total ${(rec.totalTimeMs / 1000).toFixed(2)} s, guest stall ${rec.totalStallMs?.toFixed(0) ?? '-'} ms (longest silence ${rec.longestSilenceMs?.toFixed(0) ?? '-'} ms), QEMU downtime ${rec.qemuDowntimeMs.toFixed(0)} ms`;
+
+/**
+ * Runs the bench on fresh lab pairs in the order planOf() gives — every policy, every ladder rung
+ * of relaxed(L*) and every oracle candidate on every workload and rep, interleaved and rotated per
+ * rep. Writes results.json after every run (Ctrl-C loses nothing; --resume re-runs unfinished reps
+ * whole); at the end picks L* from the ladder's runs, then writes results.csv, report.md and
+ * report.html.
+ */
+export async function runBench(opts: BenchOptions): Promise<Results> {
+  validateBench(opts);
+  const log = opts.log ?? (() => undefined);
+  // Published results come from committed code; every result says which.
+  const provenance = gitProvenance(opts.out);
+  assertPublishable(provenance, opts.out);
+  if (provenance.dirty)
+    log(`note: the tree has uncommitted changes (${provenance.dirtyPaths.slice(0, 3).join(', ')}…)`);
+  mkdirSync(opts.out, { recursive: true });
+  const file = path.join(opts.out, 'results.json');
+  const plan = planOf(opts);
+  const results = resumedResults(opts, file, plan) ?? freshResults(opts, (await probeQemuVersion()).text);
+  recordProvenance(results, provenance);
   const save = () => {
     const tmp = `${file}.tmp`;
     writeFileSync(tmp, JSON.stringify(results, null, 1));
     renameSync(tmp, file);
   };
+  const done = new Set(results.runs.map((r) => r.key));
+  const todo = plan.filter((p) => !done.has(p.key));
   const t0 = performance.now();
-  let ran = 0;
-  const execute = async (p: Planned, total: () => number): Promise<RunRecord | undefined> => {
-    const existing = results.runs.find((r) => r.key === p.key);
-    if (existing) return existing;
-    if (opts.signal?.aborted) return undefined;
-    const i = results.runs.length + 1;
-    const eta = ran > 0 ? ((performance.now() - t0) / ran) * Math.max(0, total() - i + 1) : NaN;
-    log(
-      `run ${i}/${total()} ${p.workload} × ${p.label}${p.role === 'matrix' ? ` rep ${p.rep + 1}` : ` (${p.role})`}${Number.isFinite(eta) ? `, ETA ${Math.ceil(eta / 60_000)} min` : ''}`,
-    );
-    const lab = await Lab.start({
-      workload: parseWorkload(p.workload),
-      ramMiB: opts.ramMiB,
-      link: parseLink(opts.link),
-      tap: opts.tap,
-    });
-    let r: LabMigrationResult;
-    try {
-      results.environment.kernelPackage = lab.info.kernelPackage;
-      r = await migrateLab(lab, {
-        policy: p.policy,
-        downtimeBudgetMs: opts.downtimeBudgetMs,
-        deadlineMs: opts.deadlineS * 1000,
-        postcopyPermitted: opts.postcopyPermitted,
-        signal: opts.signal,
-      });
-    } finally {
-      await lab.destroy();
-    }
-    const rec = toRunRecord(p, r, opts.downtimeBudgetMs, provenance);
-    ran++;
+  for (const [n, p] of todo.entries()) {
+    if (opts.signal?.aborted) break;
+    const eta = n > 0 ? ((performance.now() - t0) / n) * (todo.length - n) : NaN;
+    log(progressLine(p, plan.length - todo.length + n + 1, plan.length, eta));
+    const rec = await runOne(opts, p, results, provenance);
+    // A run the interrupt cut short is not a result.
     if (!opts.signal?.aborted || rec.outcome === 'completed') {
       results.runs.push(rec);
-      done.add(rec.key);
       save();
     }
-    log(
-      `  → ${rec.success ? 'success' : rec.outcome}: total ${(rec.totalTimeMs / 1000).toFixed(2)} s, guest stall ${rec.totalStallMs?.toFixed(0) ?? '-'} ms (longest silence ${rec.longestSilenceMs?.toFixed(0) ?? '-'} ms), QEMU downtime ${rec.qemuDowntimeMs.toFixed(0)} ms`,
+    log(outcomeLine(rec));
+  }
+  return finish(results, opts, save);
+}
+
+/** relaxed(L*) from the ladder's runs (the shared ladder search), then every report. */
+async function finish(results: Results, opts: BenchOptions, save: () => void): Promise<Results> {
+  const lStar = relaxedLimit(results.runs, opts.workloads, opts.deadlineS);
+  results.relaxedLimitMs = lStar?.limitMs ?? null;
+  if (lStar)
+    opts.log?.(
+      `relaxed(L*): L* = ${lStar.limitMs} ms${lStar.unfinished.length ? ` (no rung completed every rep of ${lStar.unfinished.join(', ')}: top rung)` : ''}`,
     );
-    return rec;
-  };
-
-  const matrixPolicies = opts.policies.filter((p) => p !== 'relaxed' && p !== 'oracle');
-  const wantsRelaxed = opts.policies.includes('relaxed');
-  const wantsOracle = opts.policies.includes('oracle');
-  const plannedTotal = () =>
-    results.runs.length +
-    opts.reps * opts.workloads.length * (matrixPolicies.length + (wantsRelaxed ? 1 : 0)) +
-    (wantsOracle ? opts.workloads.length * 5 : 0) -
-    results.runs.filter((r) => r.role === 'matrix' || r.role === 'oracle').length;
-
-  const runMatrix = async (workload: string, name: string, rep: number): Promise<boolean> => {
-    const policy =
-      name === 'relaxed'
-        ? resolvePolicy('relaxed', { downtimeLimitMs: results.relaxedLimitMs! })
-        : resolvePolicy(name);
-    const rec = await execute(
-      {
-        key: `matrix|${workload}|${name}|${rep}`,
-        workload,
-        label: label(policy),
-        policy,
-        rep,
-        role: 'matrix',
-      },
-      plannedTotal,
-    );
-    return rec !== undefined;
-  };
-
-  // Rep 1: every policy but relaxed first (stock's runs show each workload's dirty set).
-  for (const workload of opts.workloads) {
-    for (const name of matrixPolicies) if (!(await runMatrix(workload, name, 0))) return await finish();
-  }
-
-  // relaxed(L*): per workload the smallest ladder limit that completes; L* is the largest of those.
-  // QEMU completes only once dirty ≤ bandwidth × limit, so the climb starts at the rung that fits
-  // 0.9 × the dirty set over the bandwidth stock saw; lower rungs cannot complete.
-  if (wantsRelaxed && results.relaxedLimitMs === null) {
-    let lStar = RELAXED_LADDER[0]!;
-    for (const workload of opts.workloads) {
-      const floor = Math.max(
-        lStar,
-        ladderStart(results.runs.filter((r) => r.workload === workload && r.policyName === 'stock')),
-      );
-      let found: number | undefined;
-      for (const limit of RELAXED_LADDER.filter((l) => l >= floor)) {
-        const policy = resolvePolicy('relaxed', { downtimeLimitMs: limit });
-        const rec = await execute(
-          {
-            key: `ladder|${workload}|${limit}`,
-            workload,
-            label: label(policy),
-            policy,
-            rep: 0,
-            role: 'ladder',
-          },
-          plannedTotal,
-        );
-        if (!rec) return await finish();
-        if (rec.outcome === 'completed') {
-          found = limit;
-          break;
-        }
-      }
-      lStar = Math.max(lStar, found ?? RELAXED_LADDER.at(-1)!);
-    }
-    results.relaxedLimitMs = lStar;
-    save();
-    log(`relaxed(L*): L* = ${lStar} ms`);
-  }
-  if (wantsRelaxed)
-    for (const workload of opts.workloads)
-      if (!(await runMatrix(workload, 'relaxed', 0))) return await finish();
-
-  for (let rep = 1; rep < opts.reps; rep++) {
-    const names = [...matrixPolicies, ...(wantsRelaxed ? ['relaxed'] : [])];
-    // Rotate the order each rep: no policy always runs first on a warm (or cold) host.
-    const order = names.map((_, i) => names[(i + rep) % names.length]!);
-    for (const workload of opts.workloads)
-      for (const name of order) if (!(await runMatrix(workload, name, rep))) return await finish();
-  }
-
-  // oracle: the best fixed choice in hindsight among switch-at-pass(2..5) and postcopy-after(1).
-  if (wantsOracle) {
-    const candidates = [2, 3, 4, 5]
-      .map((k) => resolvePolicy('switch-at-pass', { pass: k }))
-      .concat(resolvePolicy('postcopy-after', { pass: 1 }));
-    for (const workload of opts.workloads) {
-      for (const policy of candidates) {
-        const rec = await execute(
-          {
-            key: `oracle|${workload}|${label(policy)}`,
-            workload,
-            label: label(policy),
-            policy,
-            rep: 0,
-            role: 'oracle',
-          },
-          plannedTotal,
-        );
-        if (!rec) return await finish();
-      }
-    }
-  }
-  return await finish();
-
-  async function finish(): Promise<Results> {
-    save();
-    await writeReports(results, opts.out);
-    return results;
-  }
+  save();
+  await writeReports(results, opts.out);
+  return results;
 }

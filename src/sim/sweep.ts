@@ -1,4 +1,4 @@
-import { RELAXED_LADDER } from '../bench/run.js';
+import { RELAXED_LADDER } from '../policy/relaxed.js';
 import { hostEnvironment, type Results, type RunRecord } from '../bench/results.js';
 import { quantile } from '../bench/stats.js';
 import { parseLink, parseWorkload, workloadFootprintMib } from '../util/specs.js';

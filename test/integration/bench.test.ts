@@ -45,13 +45,26 @@ describe('kvmigrate bench --quick, end to end', () => {
       expect(run.longestSilenceMs!, run.key).toBeGreaterThan(0);
       expect(run.sloSuccess).toBe(run.success && run.totalStallMs! <= results.matrix.downtimeBudgetMs);
       if (run.outcome === 'completed') expect(run.guestDowntimeMs).toBe(run.totalStallMs);
+      // How it was verified, honestly: RAM byte for byte, the guest's own check only (post-copy), or none.
+      expect(run.verification, run.key).toBe(
+        run.outcome !== 'completed'
+          ? 'none'
+          : run.differingPages === null
+            ? 'guest-check-only'
+            : 'byte-for-byte',
+      );
     }
+    // Interleaved and rotated: rep by rep, every policy once per workload.
+    expect(results.runs.map((x) => x.rep)).toEqual(results.runs.map(() => 0));
+    expect(results.config?.ladder?.length).toBeGreaterThan(0);
     // A completed stop-and-copy of a memory-intensive guest: the guest felt at least QEMU's pause.
     if (frs.success && frs.qemuDowntimeMs > 200)
       expect(frs.totalStallMs!).toBeGreaterThan(frs.qemuDowntimeMs * 0.5);
     const csv = readFileSync(path.join(out, 'results.csv'), 'utf8').trim().split('\n');
     expect(csv).toHaveLength(results.runs.length + 1);
     expect(csv[0]).toContain('totalStallMs,longestSilenceMs,slowdown,qemuDowntimeMs');
+    expect(csv[0]).toContain('verification');
+    expect(readFileSync(path.join(out, 'report.md'), 'utf8')).toMatch(/## Verification\n\nOf 6 runs: /);
     expect(readFileSync(path.join(out, 'report.md'), 'utf8')).toMatch(/\| stock \| 0% \(1\) \|/);
     const html = readFileSync(path.join(out, 'report.html'), 'utf8');
     expect(html).not.toContain('<pre>');

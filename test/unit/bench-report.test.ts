@@ -5,7 +5,7 @@ import { assertPublishable, dirtyPaths, isUnderDocs, porcelainPaths } from '../.
 import { reportHtml, reportMarkdown, resultsCsv } from '../../src/bench/report.js';
 import { ResultsSchema, type Results, type RunRecord } from '../../src/bench/results.js';
 import { benchConfigOf, optionsFromConfig } from '../../src/bench/run.js';
-import { geoOver, medianRatio, summarize } from '../../src/bench/summary.js';
+import { geoRatiosOf, medianRatio, summarize } from '../../src/bench/summary.js';
 import { escapeHtml, htmlTable, markdownTable, toHtml, toMarkdown } from '../../src/bench/tables.js';
 
 function run(o: Partial<RunRecord> & Pick<RunRecord, 'workload' | 'policy'>): RunRecord {
@@ -31,8 +31,8 @@ function run(o: Partial<RunRecord> & Pick<RunRecord, 'workload' | 'policy'>): Ru
     transferredBytes: 600 * 2 ** 20,
     linkBytes: null,
     passes: 4,
-    differingPages: 0,
-    guestCheckOk: true,
+    differingPages: success ? 0 : null,
+    guestCheckOk: success ? true : null,
     controllerCpuPct: 1,
     actionLatencyMs: null,
     predictedDowntimeMs: null,
@@ -167,8 +167,10 @@ describe('summary over a fixed workload set', () => {
     const sum = summarize(results(runs, workloads));
     const frs = sum.perPolicy.find((p) => p.policy === 'frs')!;
     // random: stall 0.5×, rate: 4× → geometric mean 1.41; with the old filter it was 0.5.
-    expect(frs.geoVsRelaxed!.stall).toBeCloseTo(Math.sqrt(0.5 * 4), 9);
-    expect(frs.geoVsRelaxed!.total).toBeCloseTo(Math.sqrt(0.5 * 1), 9);
+    expect(frs.geoVsRelaxed!.stall.estimate).toBeCloseTo(Math.sqrt(0.5 * 4), 9);
+    expect(frs.geoVsRelaxed!.total.estimate).toBeCloseTo(Math.sqrt(0.5 * 1), 9);
+    // One run per cell: no interval, so no verdict either way.
+    expect(frs.geoVsRelaxed!.stall.lo).toBeNaN();
     expect(sum.summary.workloads).toEqual(workloads);
     expect(sum.summary.statistic).toBe('geomean-of-median-ratios-vs-relaxed');
   });
@@ -183,7 +185,7 @@ describe('summary over a fixed workload set', () => {
 
   it('honours a narrower set fixed in the config', () => {
     const sum = summarize(results(runs, workloads, ['random:200']));
-    expect(sum.perPolicy.find((p) => p.policy === 'frs')!.geoVsRelaxed!.stall).toBeCloseTo(0.5, 9);
+    expect(sum.perPolicy.find((p) => p.policy === 'frs')!.geoVsRelaxed!.stall.estimate).toBeCloseTo(0.5, 9);
   });
 
   it('ranks and rates by total stall; SLO success is in the headline table', () => {
@@ -193,21 +195,36 @@ describe('summary over a fixed workload set', () => {
     expect(cell.longestSilenceMs.median).toBe(150);
     const md = reportMarkdown(results(runs, workloads));
     expect(md).toContain('| policy | success | SLO success (stall ≤ 300 ms) |');
-    expect(md).toMatch(/\| frs \| 100% \| 0% \| −29% \| \+41% \|/);
+    expect(md).toMatch(/\| frs \| 100% \| 0% \| −29% \? \| \+41% \? \|/);
     expect(md).toContain('Provenance: commit `abcdef123456`, clean tree.');
   });
 
   it('zero stalls on both sides are a tie; a zero or infinite ratio voids the mean', () => {
     expect(medianRatio(0, 0)).toBe(1);
     expect(medianRatio(10, 0)).toBe(Infinity);
+    const a = run({ workload: 'w', policy: 'a', totalStallMs: 0 });
+    const b = run({ workload: 'w', policy: 'b', totalStallMs: 100 });
+    const failed = run({ workload: 'w', policy: 'c', success: false });
     expect(
-      geoOver([
-        { total: 1, stall: 1, bytes: 1 },
-        { total: 4, stall: 0, bytes: 1 },
-      ])!.stall,
+      geoRatiosOf(
+        [
+          { a: [b], b: [b] },
+          { a: [a], b: [b] },
+        ],
+        'k',
+      )!.stall.estimate,
     ).toBeNaN();
-    expect(geoOver([{ total: 1, stall: 1, bytes: 1 }, undefined])).toBeUndefined();
-    expect(geoOver([])).toBeUndefined();
+    expect(geoRatiosOf([{ a: [a], b: [a] }], 'k')!.stall.estimate).toBe(1);
+    expect(
+      geoRatiosOf(
+        [
+          { a: [b], b: [b] },
+          { a: [failed], b: [b] },
+        ],
+        'k',
+      ),
+    ).toBeUndefined();
+    expect(geoRatiosOf([], 'k')).toBeUndefined();
   });
 
   it('falls back to the recorded guestDowntimeMs for results without a total stall, and says so', () => {

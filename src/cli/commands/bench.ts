@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { reportMarkdown } from '../../bench/report.js';
-import { runBench } from '../../bench/run.js';
+import { benchConfig } from '../../bench/config.js';
+import { optionsFromConfig, runBench, type BenchOptions } from '../../bench/run.js';
 import { list, positiveInt, positiveNumber } from '../options.js';
 import { interruptSignal } from '../progress.js';
 import { register as registerController } from './controller.js';
@@ -29,24 +30,34 @@ export function register(program: Command): void {
     .option('--tap', 'relay every migration through the tap')
     .option('--allow-postcopy', 'let mp, adaptive, nova and kubevirt post-copy (relaxed and stock never do)')
     .option('--out <dir>', 'output directory', 'results')
-    .option('--resume', 'keep the runs already in --out and do the rest')
+    .option('--resume', 'keep the whole reps already in --out and run the rest')
+    .option(
+      '--config <name>',
+      'a committed bench config (precopy, postcopy): fixes every matrix option above',
+    )
     .action(async (o) => {
       const signal = interruptSignal();
-      const results = await runBench({
-        workloads: o.workloads,
-        policies: o.policies,
-        ramMiB: o.ram,
-        link: o.link,
-        reps: o.reps ?? (o.quick ? 3 : 5),
-        downtimeBudgetMs: o.downtimeBudget,
-        deadlineS: o.deadline,
+      const run = {
         out: o.out,
         resume: Boolean(o.resume),
-        tap: Boolean(o.tap),
-        postcopyPermitted: Boolean(o.allowPostcopy),
         signal,
-        log: (l) => process.stderr.write(l + '\n'),
-      });
+        log: (l: string) => process.stderr.write(l + '\n'),
+      };
+      const options: BenchOptions = o.config
+        ? optionsFromConfig(benchConfig(o.config), run)
+        : {
+            workloads: o.workloads,
+            policies: o.policies,
+            ramMiB: o.ram,
+            link: o.link,
+            reps: o.reps ?? (o.quick ? 3 : 5),
+            downtimeBudgetMs: o.downtimeBudget,
+            deadlineS: o.deadline,
+            tap: Boolean(o.tap),
+            postcopyPermitted: Boolean(o.allowPostcopy),
+            ...run,
+          };
+      const results = await runBench(options);
       process.stdout.write(reportMarkdown(results) + '\n');
       process.stderr.write(
         `wrote ${o.out}/results.json, results.csv, report.md, report.html${signal.aborted ? ' (interrupted: partial)' : ''}\n`,

@@ -22,6 +22,8 @@ export function register(program: Command): void {
         ramMiB: o.ram,
         link: o.link,
         reps: 1,
+        // relaxed(L*) runs every rung: a short ladder keeps the demo short.
+        ladder: [1000, 2000, 3000, 5000],
         downtimeBudgetMs: 300,
         deadlineS: o.deadline,
         out: o.out,

@@ -1,0 +1,138 @@
+/**
+ * The bench's run order, as a pure function of its configuration: every policy of the matrix,
+ * every rung of the relaxed(L*) ladder and every oracle candidate runs on every rep, interleaved
+ * within a rep and rotated from rep to rep (a Latin-square-like rotation), so slow drifts of a
+ * noisy host hit them all alike and no unit always runs first, last or after the same neighbour
+ * block. A re-run replaces whole reps, never one policy's block (keepWholeReps).
+ */
+
+import type { RunRecord } from './results.js';
+
+export type Role = RunRecord['role'];
+
+/** One thing that runs once per workload and rep: a matrix policy, a ladder rung or an oracle candidate. */
+export interface Unit {
+  role: Role;
+  policyName: string;
+  config: Record<string, unknown>;
+  /** As reports show it: `relaxed(2000)`, `switch-at-pass(3)`, `mp`. */
+  label: string;
+}
+
+export interface PlannedRun extends Unit {
+  key: string;
+  workload: string;
+  rep: number;
+}
+
+/** How a policy is shown in reports. */
+export function labelOf(policyName: string, config: Record<string, unknown>): string {
+  if (policyName === 'relaxed') return `relaxed(${String(config.downtimeLimitMs)})`;
+  if (policyName === 'switch-at-pass' || policyName === 'postcopy-after')
+    return `${policyName}(${String(config.pass)})`;
+  return policyName;
+}
+
+const unit = (role: Role, policyName: string, config: Record<string, unknown> = {}): Unit => ({
+  role,
+  policyName,
+  config,
+  label: labelOf(policyName, config),
+});
+
+export interface UnitOptions {
+  /** Policy names; `relaxed` = relaxed(L*) (the ladder), `oracle` = the oracle's candidates. */
+  policies: string[];
+  /** The ladder's rungs (downtime-limits, ms): run when relaxed or the oracle is wanted. */
+  ladder: readonly number[];
+  /** Oracle candidates: switch after pass k and (post-copy permitted) post-copy after pass k, k = 1…K. */
+  oracleMaxPass: number;
+  postcopyPermitted: boolean;
+}
+
+/**
+ * The oracle's fixed choices besides the ladder's rungs ("let QEMU converge" with each limit):
+ * switch over after pass k (switch-at-pass(k+1): the switchover is forced as pass k+1 begins) and,
+ * when post-copy is permitted, post-copy after pass k.
+ */
+export function oracleCandidates(maxPass: number, postcopyPermitted: boolean): Unit[] {
+  const ks = Array.from({ length: maxPass }, (_, i) => i + 1);
+  return [
+    ...ks.map((k) => unit('oracle', 'switch-at-pass', { pass: k + 1 })),
+    ...(postcopyPermitted ? ks.map((k) => unit('oracle', 'postcopy-after', { pass: k })) : []),
+  ];
+}
+
+/** Round-robin over groups: a, x, 1, b, y, 2, … — no kind of unit runs as one block. */
+export function interleave<T>(groups: T[][]): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < Math.max(0, ...groups.map((g) => g.length)); i++)
+    for (const g of groups) if (i < g.length) out.push(g[i]!);
+  return out;
+}
+
+/** Everything that runs once per workload and rep, in its base order (rep 0). */
+export function benchUnits(o: UnitOptions): Unit[] {
+  const matrix = o.policies.filter((p) => p !== 'relaxed' && p !== 'oracle').map((p) => unit('matrix', p));
+  const wantsOracle = o.policies.includes('oracle');
+  const ladder =
+    o.policies.includes('relaxed') || wantsOracle
+      ? [...new Set(o.ladder)]
+          .sort((a, b) => a - b)
+          .map((l) => unit('ladder', 'relaxed', { downtimeLimitMs: l }))
+      : [];
+  const oracle = wantsOracle ? oracleCandidates(o.oracleMaxPass, o.postcopyPermitted) : [];
+  return interleave([matrix, ladder, oracle]);
+}
+
+/**
+ * Where rep `rep`'s order starts in the base order: reps spread evenly over it, so with R reps and
+ * n units each unit's position moves by about n/R from rep to rep (every rep starts elsewhere
+ * while R ≤ n).
+ */
+export function rotationOffset(n: number, reps: number, rep: number): number {
+  if (n === 0) return 0;
+  return Math.floor((rep * n) / Math.max(1, reps)) % n;
+}
+
+export const rotate = <T>(xs: T[], by: number): T[] =>
+  xs.length === 0 ? [] : xs.map((_, i) => xs[(i + by) % xs.length]!);
+
+export const runKey = (role: Role, workload: string, label: string, rep: number) =>
+  `${role}|${workload}|${label}|${rep}`;
+
+/**
+ * The whole bench in run order: rep by rep; within a rep, workloads in a rotated order and, per
+ * workload, every unit in the base order rotated by rotationOffset.
+ */
+export function benchSchedule(workloads: string[], units: Unit[], reps: number): PlannedRun[] {
+  const plan: PlannedRun[] = [];
+  for (let rep = 0; rep < reps; rep++) {
+    const order = rotate(units, rotationOffset(units.length, reps, rep));
+    for (const workload of rotate(workloads, rep % Math.max(1, workloads.length)))
+      for (const u of order) plan.push({ ...u, workload, rep, key: runKey(u.role, workload, u.label, rep) });
+  }
+  return plan;
+}
+
+/** Reps whose every planned run is recorded. */
+export function completeReps(plan: PlannedRun[], runs: Pick<RunRecord, 'key'>[]): Set<number> {
+  const have = new Set(runs.map((r) => r.key));
+  const reps = new Set(plan.map((p) => p.rep));
+  for (const p of plan) if (!have.has(p.key)) reps.delete(p.rep);
+  return reps;
+}
+
+/**
+ * For --resume: keep the runs of complete reps of this plan and drop the rest (a rep cut short,
+ * runs of an older plan), so the re-run replaces whole reps.
+ */
+export function keepWholeReps<R extends Pick<RunRecord, 'key' | 'rep'>>(
+  plan: PlannedRun[],
+  runs: R[],
+): { kept: R[]; dropped: R[] } {
+  const complete = completeReps(plan, runs);
+  const planned = new Set(plan.map((p) => p.key));
+  const keep = (r: R) => planned.has(r.key) && complete.has(r.rep);
+  return { kept: runs.filter(keep), dropped: runs.filter((r) => !keep(r)) };
+}
