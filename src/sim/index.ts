@@ -10,3 +10,26 @@ export {
   type SweepRun,
 } from './sweep.js';
 export { readTrace, traceClasses, type Trace } from './trace.js';
+export { SharedLink, maxMinShare, type LinkVariation } from './link.js';
+export { DEFAULT_PARAMS, type ModelParams } from './params.js';
+export { SimRun } from './simulate.js';
+export {
+  buildFleet,
+  readFleet,
+  FleetSpecSchema,
+  type Fleet,
+  type FleetSpec,
+  type FleetVm,
+} from './fleet-spec.js';
+export {
+  evacuate,
+  fixedConcurrency,
+  novaStrategy,
+  kubevirtStrategy,
+  progressiveFill,
+  type Strategy,
+  type FleetResult,
+  type VmOutcome,
+} from './fleet.js';
+export { plannerStrategy, planOptions, type PlanEntry, type PlanOption } from './planner.js';
+export { runStrategies, plannerVerdict, fleetBlocks } from './fleet-report.js';

@@ -83,6 +83,7 @@ export class SimRun {
   private readonly checkMs: number;
   private readonly pollMs: number;
   private readonly params: ModelParams;
+  private maxBps: number | undefined;
   private readonly sampler: (t: number) => { seconds: number; bytes: number; atMs: number }[];
 
   constructor(readonly o: SimOptions) {
@@ -91,6 +92,7 @@ export class SimRun {
     this.checkMs = o.checkMs ?? 50;
     this.pollMs = o.pollMs ?? 50;
     this.params = modelParams(o);
+    this.maxBps = o.maxBandwidthBps;
     this.core = new Controller({
       policy: o.policy,
       downtimeBudgetMs: o.downtimeBudgetMs,
@@ -115,6 +117,11 @@ export class SimRun {
     this.sampler = workingSetSampler(setup.workingSetWindowsMs ?? [], o.ramBytes, this.m);
   }
 
+  /** QEMU's max-bandwidth, changed mid-migration (migrate-set-parameters); undefined = none. */
+  setMaxBandwidth(bps: number | undefined): void {
+    this.maxBps = bps;
+  }
+
   get done(): boolean {
     return this.end !== undefined;
   }
@@ -127,7 +134,7 @@ export class SimRun {
   demandBps(): number {
     if (this.end) return 0;
     const cap = streamCapBps(this.params);
-    return this.m.sw ? cap : Math.min(cap, this.o.maxBandwidthBps ?? Infinity);
+    return this.m.sw ? cap : Math.min(cap, this.maxBps ?? Infinity);
   }
 
   private observe(status: string) {

@@ -11,6 +11,7 @@ import {
   type SweepOptions,
 } from '../../sim/sweep.js';
 import { table } from '../format.js';
+import { runFleetCommand } from './fleet.js';
 import { collect, list, positiveInt, positiveNumber } from '../options.js';
 
 export function register(program: Command): void {
@@ -36,8 +37,16 @@ export function register(program: Command): void {
     .option('--allow-postcopy', 'let the policies that can post-copy do so')
     .option('--out <dir>', 'also write results.json, results.csv, report.md, report.html like bench')
     .option('--validate <dir>', "compare with a real bench run's results.json in DIR: error table")
+    .option('--fleet <file>', 'evacuate a fleet (JSON/YAML: links, hosts, VMs) under each --strategies')
+    .option('--strategies <list>', 'with --fleet: nova, kubevirt, fixed (1…8), fixed:N, planner', list, [
+      'nova',
+      'kubevirt',
+      'fixed',
+      'planner',
+    ])
     .option('--json', 'one JSON object per run')
     .action(async (o) => {
+      if (o.fleet) return runFleetCommand(o);
       if (o.validate) {
         const v = validate(readResults(`${o.validate}/results.json`));
         process.stdout.write(validationTable(v) + '\n');

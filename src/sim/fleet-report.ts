@@ -1,0 +1,151 @@
+import { quantile } from '../bench/stats.js';
+import type { Block } from '../bench/tables.js';
+import { UsageError } from '../util/errors.js';
+import type { Fleet } from './fleet-spec.js';
+import {
+  evacuate,
+  fixedConcurrency,
+  kubevirtStrategy,
+  novaStrategy,
+  type FleetResult,
+  type Strategy,
+} from './fleet.js';
+import { plannerStrategy } from './planner.js';
+
+const GiB = 2 ** 30;
+
+/** `nova`, `kubevirt`, `fixed:N`, `fixed` (= fixed:1…8) or `planner`, evacuated in turn. */
+export function runStrategies(fleet: Fleet, names: string[]): FleetResult[] {
+  const strategies: (() => Strategy)[] = [];
+  for (const name of names) {
+    const fixed = /^fixed:(\d+)$/.exec(name);
+    if (name === 'nova') strategies.push(novaStrategy);
+    else if (name === 'kubevirt') strategies.push(kubevirtStrategy);
+    else if (name === 'planner') strategies.push(() => plannerStrategy(fleet));
+    else if (name === 'fixed') for (let n = 1; n <= 8; n++) strategies.push(() => fixedConcurrency(n));
+    else if (fixed && Number(fixed[1]) >= 1) strategies.push(() => fixedConcurrency(Number(fixed[1])));
+    else throw new UsageError(`unknown strategy '${name}': use nova, kubevirt, fixed, fixed:N or planner`);
+  }
+  return strategies.map((make) => {
+    const t0 = performance.now();
+    const r = evacuate(fleet, make());
+    // The planner's predictions count in its wall time.
+    return { ...r, simWallMs: performance.now() - t0 };
+  });
+}
+
+/** The planner against fixed concurrency: the fastest, and the fastest with no more SLO violations than the planner. */
+export function plannerVerdict(results: FleetResult[]): string | undefined {
+  const planner = results.find((r) => r.strategy === 'planner');
+  const fixed = results.filter((r) => r.strategy !== 'planner');
+  if (!planner || fixed.length === 0) return undefined;
+  const shorter = (r: FleetResult) => {
+    const x = Math.round((1 - planner.makespanMs / r.makespanMs) * 100);
+    return x >= 0 ? `${x}% shorter` : `${-x}% longer`;
+  };
+  const fastest = [...fixed].sort((a, b) => a.makespanMs - b.makespanMs)[0]!;
+  const fair = fixed
+    .filter((r) => r.sloViolations <= planner.sloViolations)
+    .sort((a, b) => a.makespanMs - b.makespanMs)[0];
+  const parts = [
+    `planner: makespan ${shorter(fastest)} than the fastest fixed strategy, ${fastest.strategy} (SLO violations ${planner.sloViolations} vs ${fastest.sloViolations})`,
+  ];
+  if (fair && fair !== fastest)
+    parts.push(
+      `${shorter(fair)} than the fastest fixed strategy with no more SLO violations than the planner, ${fair.strategy} (${fair.sloViolations})`,
+    );
+  else if (!fair) parts.push('every fixed strategy has more SLO violations than the planner');
+  return parts.join('; ') + '.';
+}
+
+const s = (ms: number) => (ms / 1000).toFixed(1);
+
+export function summaryRows(results: FleetResult[]): string[][] {
+  return results.map((r) => {
+    const dt = r.vms.filter((v) => v.outcome === 'completed').map((v) => v.downtimeMs);
+    return [
+      r.strategy,
+      s(r.makespanMs),
+      String(r.maxConcurrent),
+      `${r.completed}/${r.vms.length}`,
+      String(r.failed),
+      String(r.sloViolations),
+      dt.length ? quantile(dt, 0.5).toFixed(0) : '–',
+      dt.length ? quantile(dt, 0.95).toFixed(0) : '–',
+      dt.length ? Math.max(...dt).toFixed(0) : '–',
+      (r.transferredBytes / GiB).toFixed(0),
+      r.simWallMs.toFixed(0),
+    ];
+  });
+}
+
+export const SUMMARY_HEAD = [
+  'strategy',
+  'makespan s',
+  'max concurrent',
+  'completed',
+  'failed',
+  'SLO violations',
+  'downtime p50 ms',
+  'p95 ms',
+  'max ms',
+  'data GiB',
+  'sim wall ms',
+];
+
+/** The evacuation report as blocks (report.md and report.html from the same ones). */
+export function fleetBlocks(fleet: Fleet, results: FleetResult[], file: string): Block[] {
+  const spec = fleet.spec;
+  const links = [...fleet.links.values()].map(
+    (l) => `${l.name} ${((l.capacityBps * 8) / 1e9).toFixed(1)} Gbit/s`,
+  );
+  const blocks: Block[] = [
+    { kind: 'heading', level: 1, text: `Evacuation what-if: ${file}` },
+    {
+      kind: 'paragraph',
+      text:
+        `${fleet.vms.length} VMs (${(fleet.vms.reduce((x, v) => x + v.ramMiB, 0) / 1024).toFixed(0)} GiB of RAM) over ${links.join(', ')}; ` +
+        `policy ${spec.policy} unless a VM says otherwise; downtime SLO ${spec.downtimeSloMs} ms; deadline ${spec.deadlineS} s; ` +
+        `setup ${spec.setupS} s per migration; ${spec.retries} retry per failed migration; seed ${spec.seed}. ` +
+        'Every migration is the controller core over the simulator’s model; the migrations share their links max-min fairly, step by step.',
+    },
+    { kind: 'table', table: { head: SUMMARY_HEAD, rows: summaryRows(results) } },
+  ];
+  const verdict = plannerVerdict(results);
+  if (verdict) blocks.push({ kind: 'paragraph', text: verdict });
+  for (const r of results) {
+    blocks.push({ kind: 'heading', level: 2, text: `${r.strategy}: per VM` });
+    blocks.push({
+      kind: 'table',
+      table: {
+        head: [
+          'VM',
+          'host',
+          'RAM MiB',
+          'workload',
+          'start s',
+          'end s',
+          'outcome',
+          'downtime ms',
+          'data MiB',
+          'SLO',
+        ],
+        rows: [...r.vms]
+          .sort((a, b) => a.startedAtMs - b.startedAtMs)
+          .map((v) => [
+            v.vm,
+            v.host,
+            String(v.ramMiB),
+            v.workload,
+            s(v.startedAtMs),
+            s(v.endedAtMs),
+            v.outcome + (v.postcopy ? ' (post-copy)' : '') + (v.attempts > 1 ? ` (try ${v.attempts})` : ''),
+            v.outcome === 'completed' ? v.downtimeMs.toFixed(0) : '–',
+            (v.transferredBytes / 2 ** 20).toFixed(0),
+            v.sloViolated ? 'violated' : 'ok',
+          ]),
+      },
+    });
+  }
+  return blocks;
+}
