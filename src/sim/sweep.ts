@@ -5,6 +5,7 @@ import { parseLink, parseWorkload, workloadFootprintMib } from '../util/specs.js
 import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { UsageError } from '../util/errors.js';
 import { workloadClasses, type PageClass } from './model.js';
+import type { ModelParams } from './params.js';
 import { simulate, type SimResult } from './simulate.js';
 import { readTrace, traceClasses } from './trace.js';
 import { SCHEMA_VERSION, type SimRunLine } from '../core/schema.js';
@@ -75,6 +76,8 @@ export interface SweepOptions {
   postcopyPermitted?: boolean;
   /** `k=v` options for the policy (one policy only: options are per policy). */
   policyOptions?: string[];
+  /** The model's parameters (multifd channels, per-channel rate, …: src/sim/params.ts). */
+  params?: Partial<ModelParams>;
 }
 
 export interface SweepRun {
@@ -159,6 +162,7 @@ export function runSweep(o: SweepOptions): SweepRun[] {
             downtimeBudgetMs: o.downtimeBudgetMs,
             deadlineMs: o.deadlineS * 1000,
             postcopyPermitted: o.postcopyPermitted,
+            params: o.params,
           });
         for (const name of o.policies) {
           let policy = resolved.get(name);

@@ -35,6 +35,12 @@ export function register(program: Command): void {
     .option('--downtime-budget <ms>', 'downtime budget, ms', positiveNumber('--downtime-budget'), 300)
     .option('--deadline <s>', 'deadline, s', positiveNumber('--deadline'), 120)
     .option('--allow-postcopy', 'let the policies that can post-copy do so')
+    .option('--multifd <n>', 'multifd channels (default 1: one migration stream)', positiveInt('--multifd'))
+    .option(
+      '--channel-gbit <rate>',
+      'what one stream carries at most, Gbit/s (default 10)',
+      positiveNumber('--channel-gbit'),
+    )
     .option('--out <dir>', 'also write results.json, results.csv, report.md, report.html like bench')
     .option('--validate <dir>', "compare with a real bench run's results.json in DIR: error table")
     .option('--fleet <file>', 'evacuate a fleet (JSON/YAML: links, hosts, VMs) under each --strategies')
@@ -61,6 +67,10 @@ export function register(program: Command): void {
         deadlineS: o.deadline,
         postcopyPermitted: Boolean(o.allowPostcopy),
         policyOptions: o.policyOpt,
+        params: {
+          ...(o.multifd ? { channels: o.multifd as number } : {}),
+          ...(o.channelGbit ? { channelBps: ((o.channelGbit as number) * 1e9) / 8 } : {}),
+        },
       };
       const t0 = performance.now();
       const runs = runSweep(opts);
