@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import {
-  copyFileSync,
   existsSync,
   mkdirSync,
   openSync,
@@ -42,8 +41,6 @@ export interface LabDaemonSpec {
   root: string;
   /** Network namespace to run in; undefined = the host's. */
   netns?: string;
-  /** Where QEMU's capability probe is cached between labs (saves ~3 s per daemon start). */
-  capsCache?: string;
 }
 
 /**
@@ -142,7 +139,11 @@ export class LabDaemon {
       .filter((pid) => Number.isInteger(pid) && pid > 1 && isQemu(pid));
   }
 
-  /** Kills this daemon's QEMUs and then the daemon, by PID; saves the capability cache. */
+  /**
+   * Kills this daemon's QEMUs and then the daemon, by PID. (Its QEMU capability cache is not kept
+   * for the next lab: libvirt 11.3 finds it outdated in a new daemon anyway, "host cpuid changed",
+   * and probes again, ~3–5 s on the first domain start.)
+   */
   async stop(): Promise<void> {
     const qemus = this.qemuPids();
     for (const pid of qemus) killQuietly(pid, 'SIGKILL');
@@ -153,7 +154,6 @@ export class LabDaemon {
       await this.exited;
       clearTimeout(t);
     }
-    saveCapsCache(this.spec);
   }
 
   logTail(): string {
@@ -203,24 +203,6 @@ function prepareRoot(spec: LabDaemonSpec): void {
     ].join('\n'),
   );
   writeFileSync(path.join(spec.root, 'etc', 'qemu.conf'), QEMU_CONF);
-  if (spec.capsCache && existsSync(spec.capsCache)) {
-    const dst = path.join(spec.root, 'cache', 'qemu', 'capabilities');
-    mkdirSync(dst, { recursive: true });
-    for (const f of readdirSync(spec.capsCache))
-      copyFileSync(path.join(spec.capsCache, f), path.join(dst, f));
-  }
-}
-
-function saveCapsCache(spec: LabDaemonSpec): void {
-  if (!spec.capsCache) return;
-  const src = path.join(spec.root, 'cache', 'qemu', 'capabilities');
-  if (!existsSync(src)) return;
-  try {
-    mkdirSync(spec.capsCache, { recursive: true });
-    for (const f of readdirSync(src)) copyFileSync(path.join(src, f), path.join(spec.capsCache, f));
-  } catch {
-    /* a cache only */
-  }
 }
 
 function isQemu(pid: number): boolean {

@@ -56,16 +56,10 @@ export class LibvirtPair {
       const t0 = performance.now();
       pair.link = await EmulatedLink.create(id, opts.link);
       pair.undo.push(() => pair.link.destroy());
-      const capsCache = path.join(cacheDir, 'libvirt-qemu-caps');
       const name = (role: string) => `${LAB_PREFIX}-${id}-${role}`;
       const [source, destination] = await Promise.all([
-        LabDaemon.start({ name: name('src'), root: path.join(dir, 'src'), capsCache }),
-        LabDaemon.start({
-          name: name('dst'),
-          root: path.join(dir, 'dst'),
-          netns: pair.link.netns,
-          capsCache,
-        }),
+        LabDaemon.start({ name: name('src'), root: path.join(dir, 'src') }),
+        LabDaemon.start({ name: name('dst'), root: path.join(dir, 'dst'), netns: pair.link.netns }),
       ]);
       pair.source = source;
       pair.destination = destination;
