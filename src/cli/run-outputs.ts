@@ -15,6 +15,10 @@ export function runOutputOptions(cmd: Command): Command {
     .option(
       '--metrics <addr>',
       'serve Prometheus metrics at http://ADDR/metrics while the migration runs (HOST:PORT or PORT, e.g. 127.0.0.1:9464)',
+    )
+    .option(
+      '--metrics-linger <s>',
+      'keep serving the final metrics this long after the end, so a scrape sees the outcome (default 0)',
     );
 }
 
@@ -25,12 +29,14 @@ export function runOutputOptions(cmd: Command): Command {
  */
 export class RunOutputs {
   private readonly listeners: ((e: RunEvent) => void)[] = [];
+  private ended = false;
 
   private constructor(
     private readonly events: EventWriter | undefined,
     private readonly metrics: MigrationMetrics | undefined,
     /** Where the metrics are served. */
     readonly metricsUrl: string | undefined,
+    private readonly lingerMs: number,
   ) {
     if (events) this.listeners.push(events.write);
     if (metrics) this.listeners.push(metrics.observe);
@@ -40,8 +46,18 @@ export class RunOutputs {
    * Opens what the flags ask for; bad input (a file that cannot be created, an address in use)
    * is a UsageError before the migration starts. prom-client is imported only with --metrics.
    */
-  static async open(o: { events?: string; metrics?: string }, info: MetricsInfo): Promise<RunOutputs> {
+  static async open(
+    o: { events?: string; metrics?: string; metricsLinger?: string },
+    info: MetricsInfo,
+  ): Promise<RunOutputs> {
     const addr = o.metrics !== undefined ? parseListenAddress(o.metrics) : undefined;
+    const lingerS = Number(o.metricsLinger ?? 0);
+    if (o.metricsLinger !== undefined && (!(lingerS >= 0 && lingerS <= 3600) || o.metrics === undefined))
+      throw new UsageError(
+        o.metrics === undefined
+          ? '--metrics-linger needs --metrics'
+          : `--metrics-linger ${o.metricsLinger}: give seconds from 0 to 3600`,
+      );
     let events: EventWriter | undefined;
     if (o.events !== undefined) {
       try {
@@ -61,7 +77,7 @@ export class RunOutputs {
         throw err;
       }
     }
-    return new RunOutputs(events, metrics, url);
+    return new RunOutputs(events, metrics, url, lingerS * 1000);
   }
 
   /** The events go to stdout (`--events -`): the result is the stream's last line, not printed again. */
@@ -80,6 +96,7 @@ export class RunOutputs {
 
   /** For `SessionOptions.onEvent`. */
   readonly onEvent = (e: RunEvent): void => {
+    if (e.type === 'outcome') this.ended = true;
     for (let i = 0; i < this.listeners.length; i++) {
       try {
         this.listeners[i]!(e);
@@ -89,8 +106,11 @@ export class RunOutputs {
     }
   };
 
+  /** Closes the stream; the metrics endpoint after `--metrics-linger` once the run has its outcome. */
   async close(): Promise<void> {
     this.events?.close();
+    if (this.ended && this.metrics && this.lingerMs > 0)
+      await new Promise((r) => setTimeout(r, this.lingerMs));
     await this.metrics?.close();
   }
 }

@@ -32,6 +32,14 @@ const iterating: Script = (cmd, _a, q) => {
 };
 
 async function kvmigrate(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return kvmigrateWatching(() => undefined, ...args);
+}
+
+/** Runs migrate in-process; `watch` sees stdout and stderr so far while it runs. */
+async function kvmigrateWatching(
+  watch: (now: () => { out: string; err: string }) => void,
+  ...args: string[]
+): Promise<{ code: number; out: string; err: string }> {
   const src = await FakeQemu.start({}, iterating);
   const dst = await FakeQemu.start({ runState: 'inmigrate' });
   open.push(src, dst);
@@ -40,6 +48,7 @@ async function kvmigrate(...args: string[]): Promise<{ code: number; out: string
   const o = vi.spyOn(process.stdout, 'write').mockImplementation((c) => ((out += String(c)), true));
   const e = vi.spyOn(process.stderr, 'write').mockImplementation((c) => ((err += String(c)), true));
   const before = process.exitCode;
+  watch(() => ({ out, err }));
   try {
     process.exitCode = undefined;
     await main([
@@ -97,6 +106,30 @@ describe('kvmigrate migrate --events / --metrics / --control-socket', () => {
     expect((await kvmigrate('--metrics', 'localhost:99999', '--no-control-socket')).code).toBe(EXIT.usage);
     const r = await kvmigrate('--metrics', '127.0.0.1:0', '--no-control-socket');
     expect(r.err).toMatch(/^kvmigrate: metrics on http:\/\/127\.0\.0\.1:\d+\/metrics$/m);
+  });
+
+  it('--metrics-linger: the final metrics stay up that long after the result is out', async () => {
+    expect((await kvmigrate('--metrics-linger', '5', '--no-control-socket')).err).toMatch(
+      /--metrics-linger needs --metrics/,
+    );
+    let scraped: Promise<string> | undefined;
+    const r = await kvmigrateWatching(
+      (now) => {
+        const poll = setInterval(() => {
+          const { out, err } = now();
+          const url = /metrics on (\S+)/.exec(err)?.[1];
+          if (url && out.includes('"outcome"')) {
+            clearInterval(poll);
+            scraped = fetch(url).then((res) => res.text());
+          }
+        }, 20);
+      },
+      '--metrics', '127.0.0.1:0', '--metrics-linger', '1', '--json', '--no-control-socket',
+    ); // prettier-ignore
+    expect(r.code).toBe(EXIT.migrationFailed);
+    const text = await scraped!;
+    expect(text).toMatch(/^kvmigrate_migration_failed 1$/m);
+    expect(text).toMatch(/^kvmigrate_migration_outcome\{outcome="cancelled",guest_runs_on="source"\} 1$/m);
   });
 
   it('the control socket: path on stderr at start (not with --quiet), gone at the end', async () => {
