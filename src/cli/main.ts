@@ -5,6 +5,7 @@ import { register as registerBench } from './commands/bench.js';
 import { register as registerCtl } from './commands/ctl.js';
 import { register as registerDemo } from './commands/demo.js';
 import { register as registerLab } from './commands/lab.js';
+import { register as registerAttach } from './commands/libvirt.js';
 import { register as registerMigrate } from './commands/migrate.js';
 import { register as registerPolicies } from './commands/policies.js';
 import { register as registerRecord } from './commands/record.js';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: () => undefined });
   registerLab(program);
   registerMigrate(program);
+  registerAttach(program);
   registerCtl(program);
   registerBench(program);
   registerReport(program);

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LibvirtPair, type LibvirtLabGuest } from '../../src/lab/libvirt-pair.js';
 import { parseLink } from '../../src/lab/link.js';
@@ -167,6 +168,82 @@ describe('migrate --libvirt: the controller core through libvirt', () => {
       await expect(run).rejects.toThrow(NotMigratingError);
       await expect(run).rejects.toThrow(/^[^\n]*$/);
       expect(await src.domainState(guest.name)).toMatchObject({ state: 'running' });
+    } finally {
+      await cleanup(guest);
+    }
+  });
+});
+
+/** libvirt tears down the incoming domain of an aborted job shortly after the abort. */
+async function expectGoneFromDestination(name: string) {
+  for (let i = 0; i < 100; i++) {
+    if (
+      !(await dst.domainState(name).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await expect(dst.domainState(name)).rejects.toThrow(UnknownDomainError);
+}
+
+/** `kvmigrate …` as a child process; `kill` sends a signal once its stderr shows pass 2. */
+function cli(args: string[], kill?: NodeJS.Signals) {
+  const child = spawn(process.execPath, ['bin/kvmigrate.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (kill && /pass [2-9]/.test(stderr) && child.exitCode === null && !child.killed) child.kill(kill);
+  });
+  return new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>(
+    (r) => child.once('exit', (code, signal) => r({ code, signal, stdout, stderr })),
+  );
+}
+
+describe('kvmigrate migrate --libvirt / recover --libvirt: interrupted controllers leave exactly one domain running', () => {
+  const migrateArgs = (name: string) => [
+    'migrate', '--libvirt', pair.source.uri, '--domain', name, '--to', pair.destination.uri,
+    '--migrate-uri', pair.migrateUri, '--listen-address', pair.listenAddress, '--policy', 'stock', '--deadline', '60',
+  ]; // prettier-ignore
+
+  it('SIGINT: the job is aborted, the domain runs on the source (exit 1)', async () => {
+    const guest = await memoryIntensive();
+    try {
+      const r = await cli(migrateArgs(guest.name), 'SIGINT');
+      expect(r.code).toBe(1);
+      expect(JSON.parse(r.stdout).guestRunsOn).toBe('source');
+      expect(await src.domainState(guest.name)).toMatchObject({ state: 'running' });
+      await expectGoneFromDestination(guest.name);
+    } finally {
+      await cleanup(guest);
+    }
+  });
+
+  it('SIGKILL, then recover --libvirt: the job is aborted, the domain runs on the source only', async () => {
+    const guest = await memoryIntensive();
+    try {
+      const killed = await cli(migrateArgs(guest.name), 'SIGKILL');
+      expect(killed.signal).toBe('SIGKILL');
+      const r = await cli([
+        'recover',
+        '--libvirt',
+        pair.source.uri,
+        '--domain',
+        guest.name,
+        '--to',
+        pair.destination.uri,
+        '--json',
+      ]);
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).running).toBe('source');
+      expect(await src.domainState(guest.name)).toMatchObject({ state: 'running' });
+      await expectGoneFromDestination(guest.name);
+      const since = performance.now();
+      expect(await guest.waitForBeats(3, 5000, guest.sourceConsole, since)).toBe(true);
     } finally {
       await cleanup(guest);
     }

@@ -12,6 +12,7 @@ import { checkMigrationFlags, migrationOptions, regionWarning } from '../migrati
 import { interruptSignal, progressReporter } from '../progress.js';
 import { formatRate } from '../rate.js';
 import { RunOutputs, runOutputOptions } from '../run-outputs.js';
+import { steerLibvirt } from './libvirt.js';
 
 /** `--tap` relays to where `--uri` points. */
 function tapUpstream(uri: string): { upstreamHost: string; upstreamPort: number } {
@@ -77,9 +78,14 @@ export function register(program: Command): void {
       .description(
         'control a migration between two QEMU instances you run (QMP unix socket or HOST:PORT each)',
       )
-      .requiredOption('--src <qmp>', "source's QMP socket path or HOST:PORT")
-      .requiredOption('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
-      .requiredOption('--uri <uri>', 'where the source sends, e.g. tcp:10.0.0.2:4444')
+      .option('--src <qmp>', "source's QMP socket path or HOST:PORT")
+      .option('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
+      .option('--uri <uri>', 'where the source sends, e.g. tcp:10.0.0.2:4444 (tcp:, unix:, rdma:, fd:)')
+      .option('--libvirt <uri>', "instead of QMP sockets: the source's libvirt URI (with --domain, --to)")
+      .option('--domain <name>', 'with --libvirt: the domain to migrate')
+      .option('--to <uri>', "with --libvirt: the destination's libvirt URI")
+      .option('--migrate-uri <uri>', 'with --libvirt: where QEMU sends the RAM, tcp:HOST:PORT')
+      .option('--listen-address <addr>', 'with --libvirt: the address the destination QEMU listens on')
       .option('--incoming <uri>', 'issue migrate-incoming on the destination first (for -incoming defer)')
       .option(
         '--tap [addr:port]',
@@ -91,6 +97,9 @@ export function register(program: Command): void {
       )
       .option('--no-control-socket', 'no control socket'),
   ).action(async (o, cmd: Command) => {
+    if (o.libvirt) return steerLibvirt(o, cmd.getOptionValueSource('policy') === 'cli', true);
+    for (const f of ['src', 'dst', 'uri'] as const)
+      if (!o[f]) throw new UsageError(`migrate needs --${f} (or --libvirt URI --domain NAME --to DEST_URI)`);
     const flags = checkMigrationFlags(o, cmd.getOptionValueSource('policy') === 'cli');
     const upstream = o.tap ? tapUpstream(o.uri) : undefined;
     if (!upstream) {

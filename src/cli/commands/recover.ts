@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { recoverAt, type RecoveryReport } from '../../migration/recover.js';
 import { EXIT, UsageError, type ExitCode } from '../../util/errors.js';
+import { recoverThroughLibvirt } from './libvirt.js';
 
 /** `none`: neither side runs the guest, or it cannot be told which may: the operator decides. */
 export function recoveryExitCode(r: Pick<RecoveryReport, 'running'>): ExitCode {
@@ -13,10 +14,19 @@ export function register(program: Command): void {
     .description(
       'after a controller died mid-migration: inspect both sides and leave exactly one guest running',
     )
-    .requiredOption('--src <qmp>', "source's QMP socket path or HOST:PORT")
-    .requiredOption('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
+    .option('--src <qmp>', "source's QMP socket path or HOST:PORT")
+    .option('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
+    .option(
+      '--libvirt <uri>',
+      "instead: the source's libvirt URI (with --domain, and --to for the destination)",
+    )
+    .option('--domain <name>', 'with --libvirt: the domain')
+    .option('--to <uri>', "with --libvirt: the destination's libvirt URI")
     .option('--json', 'print the report as JSON')
     .action(async (o) => {
+      if (o.libvirt) return recoverThroughLibvirt(o);
+      if (!o.src || !o.dst)
+        throw new UsageError('recover needs --src and --dst (or --libvirt URI --domain NAME)');
       // Either side may be gone; recover with what answers.
       const report = await recoverAt(o.src, o.dst);
       if (!report) throw new UsageError(`neither ${o.src} nor ${o.dst} answers QMP: nothing to recover`);
