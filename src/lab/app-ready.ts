@@ -6,13 +6,17 @@ import type { SerialConsole } from './serial.js';
 /**
  * Waits until the app guest's load runs (`APP READY`, guest/appload.c): the database loaded or
  * the cache filled, and the first request done. Fails on the app's own `ERROR app:` line, or when
- * QEMU exits, with the console log's path. Returns how long it waited, ms.
+ * QEMU exits, with the console log's path. Then lets the load run `warmupMs` (default 6 s) so the
+ * application is past its start-up (a cache's first requests after filling, pgbench's first
+ * transactions) and the latency baseline before `migrate` (5 s) sees it steady. Returns how long
+ * it waited, ms.
  */
 export async function waitForAppReady(
   c: SerialConsole,
   vm: QemuVm,
   timeoutMs: number,
   log: (line: string) => void = () => undefined,
+  warmupMs = 6000,
 ): Promise<number> {
   const t0 = performance.now();
   let ready = false;
@@ -27,7 +31,10 @@ export async function waitForAppReady(
   try {
     for (;;) {
       if (error !== undefined) throw new LabError(`the guest application failed: ${error}`);
-      if (ready) return performance.now() - t0;
+      if (ready) {
+        await sleep(warmupMs);
+        return performance.now() - t0;
+      }
       if (!vm.alive) throw new LabError(`QEMU (${vm.spec.name}) exited while the guest application started`);
       if (performance.now() - t0 > timeoutMs)
         throw new LabError(
