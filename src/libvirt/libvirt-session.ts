@@ -57,6 +57,7 @@ export class LibvirtSession {
   private ended: MigrationOutcome | undefined;
   private startedAt = 0;
   private startedWallMs = 0;
+  private cpu0: NodeJS.CpuUsage | undefined;
   private sourceWasRunning = true;
   private originalLimitMs: number | undefined;
   private lastLimitCheck = 0;
@@ -119,6 +120,7 @@ export class LibvirtSession {
     await source.setMaxDowntime(domain, Math.max(1, Math.round(setup.downtimeLimitMs)));
     this.startedAt = performance.now();
     this.startedWallMs = Date.now();
+    this.cpu0 = process.cpuUsage();
     if (start) {
       this.handle = await source.startMigration(domain, start.destUri, {
         migrateUri: start.migrateUri,
@@ -323,6 +325,12 @@ export class LibvirtSession {
     }
   }
 
+  /** Controller CPU time ÷ wall time, % of one core. */
+  private cpuPct(wallMs: number): number {
+    const cpu = process.cpuUsage(this.cpu0);
+    return wallMs > 0 ? ((cpu.user + cpu.system) / 1000 / wallMs) * 100 : 0;
+  }
+
   private result(ending: Ending): MigrationResult {
     const info = this.core.lastSample;
     const wallMs = this.elapsed();
@@ -356,7 +364,7 @@ export class LibvirtSession {
       actionLatencyMs: this.core.actionLatencyMs,
       regionSource: this.core.regionHistory?.source,
       postcopy: this.core.postcopyStarted,
-      controllerCpuPct: 0,
+      controllerCpuPct: this.cpuPct(wallMs),
       clock: { startedAt: this.startedAt, endedAt: performance.now() },
       ...(this.error || this.ended?.error ? { error: this.error ?? this.ended?.error } : {}),
     };
