@@ -77,7 +77,8 @@ export const BENCH_CONFIGS = {
   },
   postcopy: {
     workloads: ['random:200', 'hotcold:32:256:90', 'sweep:256:400', 'burst:200:1000:2500'],
-    policies: ['stock', 'relaxed', 'frs', 'mp', 'adaptive'],
+    // The oracle here too: post-copy after pass k is one of its candidates only where post-copy is permitted.
+    policies: ['stock', 'relaxed', 'frs', 'mp', 'adaptive', 'oracle'],
     ramMiB: 512,
     link: '1gbit',
     reps: 5,

@@ -313,6 +313,10 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
   mkdirSync(opts.out, { recursive: true });
   const file = path.join(opts.out, 'results.json');
   const plan = planOf(opts);
+  const perRep = plan.filter((p) => p.rep === 0).length;
+  log(
+    `plan: ${plan.length} runs (${opts.reps} reps × ${perRep}: every policy, ladder rung and oracle candidate on each workload)`,
+  );
   const results = resumedResults(opts, file, plan) ?? freshResults(opts, (await probeQemuVersion()).text);
   recordProvenance(results, provenance);
   const save = () => {
