@@ -14,15 +14,33 @@ export interface ModelParams {
    * What one stream can carry, bytes/s, however fast the link: the sending thread copies every
    * page (and TLS/compression would cost more). Default 10 Gbit/s: "the CPU that does the
    * reception is a bottleneck on 10 Gigabit and faster" (QEMU wiki, Features/Migration-Multiple-fds,
-   * J. Quintela — the reason multifd exists). Not measurable on this lab's 1 Gbit TCG pair, where
-   * the link binds first.
+   * J. Quintela — the reason multifd exists).
+   *
+   * Measured in the lab (2026-11-28; QEMU 10.0.2, TCG, 2 cores shared with other work at load
+   * average ~12; a 2 GiB guest holding 1.5 GiB of data it does not rewrite (`rate:1536:100`),
+   * loopback TCP, no link shaping, max-bandwidth 50 GB/s; one run each):
+   *   no multifd: 1654 MiB in 14.1 s = 123 MB/s; multifd 2 channels: 3.46 s = 503 MB/s;
+   *   multifd 4 channels: 2.36 s = 738 MB/s.
+   * Fit: a multifd channel carries ~250 MB/s here until the two cores run out (4 × 185 MB/s);
+   * the single non-multifd stream, which also scans and frames every page in the migration
+   * thread, ~125 MB/s — as much as the lab's 1 Gbit link, so on this machine the CPU and the link
+   * bind together. These are CPU-starved numbers, not a server's: the default stays 10 Gbit/s.
    */
   channelBps: number;
   /**
    * Guest RAM one thread examines per second for zero pages before sending (bytes/s). QEMU ≥ 9.0
    * does the zero-page check in the multifd threads (`zero-page-detection=multifd`), so with
    * multifd it scales with `channels`. Default 20 GB/s: a memory-bandwidth-bound memcmp on one
-   * core — an assumption; under TCG here the link bounds the bulk pass of every validated run.
+   * core — an assumption.
+   *
+   * Measured in the lab (same conditions as channelBps; idle guests, no multifd): 512 / 1024 /
+   * 2048 MiB took 0.88 / 1.41 / 1.97 s with 28.4 / 29.6 / 33.5 k full and 103 / 233 / 491 k zero
+   * pages. Less the full pages at 123 MB/s, the extra zero pages cost 0.49 s per 532 MB and
+   * 0.43 s per 1057 MB: 1.1–2.5 GB/s — 10–20× slower than assumed, on a starved machine. With
+   * 2.5 GB/s the model gets the lab's idle scaling (sim 0.99 / 1.24 / 1.65 s against 0.88 / 1.41 /
+   * 1.97; with 20 GB/s 0.82 / 0.87 / 0.92) but `sim --validate docs/results` moves (median total
+   * error 3% → 2%, data 1% → 2%, relaxed cells +3 points): the default is kept, pending
+   * measurements on an unloaded host. Set it per run (`params.scanBytesPerS`).
    */
   scanBytesPerS: number;
   /**
