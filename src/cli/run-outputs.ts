@@ -4,6 +4,7 @@ import { EventWriter, eventSink } from '../migration/events.js';
 // metrics.ts loads prom-client itself, only when MigrationMetrics.create() runs (--metrics).
 import { MigrationMetrics, parseListenAddress, type MetricsInfo } from '../migration/metrics.js';
 import { UsageError } from '../util/errors.js';
+import { classifyError } from './errors.js';
 
 /** `--events` and `--metrics`, shared by `migrate` and `lab migrate`. */
 export function runOutputOptions(cmd: Command): Command {
@@ -105,6 +106,11 @@ export class RunOutputs {
       }
     }
   };
+
+  /** The command failed: an `error` line ends the event stream (as its --json error says it). */
+  failed(err: unknown): void {
+    this.events?.writeError(classifyError(err));
+  }
 
   /** Closes the stream; the metrics endpoint after `--metrics-linger` once the run has its outcome. */
   async close(): Promise<void> {

@@ -56,6 +56,9 @@ export const CommandSchema = z
       .object({ kind: z.literal('pausePostcopy') })
       .describe('migrate-pause both sides (post-copy link went silent)'),
     z.object({ kind: z.literal('recoverPostcopy') }).describe('migrate-recover, then migrate with resume'),
+    z
+      .object({ kind: z.literal('setThrottle'), percent: z.number().min(0).max(99) })
+      .describe("the vCPU throttle, % (auto-converge's parameters)"),
   ])
   .meta({ id: 'Command', description: 'What the controller did to QEMU' });
 
@@ -164,7 +167,18 @@ export const EventLineSchema = z
     line(
       'outcome',
       { result: MigrationResultSchema },
-      'the end: the same object as the result JSON; always last',
+      'the end: the same object as the result JSON; last, unless an error line follows it',
+    ),
+    line(
+      'error',
+      {
+        error: z.object({
+          code: z.string().describe('stable code, as in --json errors (e.g. setup, usage, internal)'),
+          message: z.string(),
+          exitCode: z.number().int().describe('what the command exits with'),
+        }),
+      },
+      'the command ended with an error (nothing follows): the same as its --json error',
     ),
   ])
   .describe('One line of the kvmigrate --events NDJSON stream');
@@ -268,7 +282,8 @@ type Same<A, B> = [A] extends [B]
   : false;
 const resultMatches: Same<z.infer<typeof MigrationResultSchema>, MigrationResult> = true;
 type WithoutTime<E> = E extends unknown ? Omit<E, 'time'> : never;
-const eventMatches: Same<WithoutTime<EventLine>, RunEvent> = true;
+// The error line is the CLI's, not the session's: every other line is a RunEvent.
+const eventMatches: Same<WithoutTime<Exclude<EventLine, { type: 'error' }>>, RunEvent> = true;
 const partsMatch: [
   Same<z.infer<typeof ProgressSchema>, Progress>,
   Same<z.infer<typeof DecisionSchema>, Decision>,

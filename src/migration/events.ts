@@ -49,6 +49,14 @@ export class EventWriter {
     }
   };
 
+  /**
+   * The command failed (after the stream opened): its error as the last line, the same object as
+   * the `--json` error, so a reader of the stream alone knows how it ended.
+   */
+  writeError(error: { code: string; message: string; exitCode: number }): void {
+    this.write({ type: 'error', error } as unknown as RunEvent);
+  }
+
   /** Why writing stopped, if it did. */
   get error(): string | undefined {
     return this.failed;

@@ -12,6 +12,7 @@ import { FakeQemu, migrating, type Script } from '../support/fake-qemu.js';
 const open: { close(): void }[] = [];
 const dirs: string[] = [];
 afterEach(() => {
+  sourceScript = iterating;
   while (open.length) open.pop()!.close();
   while (dirs.length) rmSync(dirs.pop()!, { recursive: true, force: true });
 });
@@ -35,12 +36,14 @@ async function kvmigrate(...args: string[]): Promise<{ code: number; out: string
   return kvmigrateWatching(() => undefined, ...args);
 }
 
+let sourceScript: Script = iterating;
+
 /** Runs migrate in-process; `watch` sees stdout and stderr so far while it runs. */
 async function kvmigrateWatching(
   watch: (now: () => { out: string; err: string }) => void,
   ...args: string[]
 ): Promise<{ code: number; out: string; err: string }> {
-  const src = await FakeQemu.start({}, iterating);
+  const src = await FakeQemu.start({}, sourceScript);
   const dst = await FakeQemu.start({ runState: 'inmigrate' });
   open.push(src, dst);
   let out = '';
@@ -94,6 +97,17 @@ describe('kvmigrate migrate --events / --metrics / --control-socket', () => {
     expect(MigrationResultSchema.parse(result)).toEqual(result);
     const last = parseEvents(readFileSync(file, 'utf8')).at(-1)!;
     expect(last.type === 'outcome' && last.result).toEqual(result);
+  });
+
+  it('an error after the stream opened is its last line, as the --json error says it', async () => {
+    // A reply kvmigrate cannot read (a status that is not a string): an internal error (4).
+    sourceScript = (cmd) => (cmd === 'query-migrate' ? { return: { status: 42 } } : undefined);
+    const file = path.join(tempDir(), 'ev.ndjson');
+    const r = await kvmigrate('--events', file, '--json', '--no-control-socket');
+    expect(r.code).toBe(EXIT.internal);
+    const last = parseEvents(readFileSync(file, 'utf8')).at(-1)!;
+    expect(last).toMatchObject({ type: 'error', error: { code: 'internal', exitCode: EXIT.internal } });
+    expect(last.type === 'error' && last.error).toEqual(JSON.parse(r.out).error);
   });
 
   it('--events into a directory that does not exist is bad input (2), before anything starts', async () => {

@@ -190,6 +190,9 @@ export function register(program: Command): void {
       if (!outputs.eventsOnStdout)
         process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
       process.exitCode = migrationExitCode(result);
+    } catch (err) {
+      outputs.failed(err);
+      throw err;
     } finally {
       await control?.close();
       await outputs.close();
