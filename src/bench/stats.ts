@@ -63,9 +63,12 @@ export function seededRandom(seed: number): () => number {
 
 const finite = (values: number[]) => values.filter((x) => Number.isFinite(x));
 
-/** A resample with replacement of `v` (same size). */
-function resample(v: number[], rnd: () => number): number[] {
-  return v.map(() => v[Math.floor(rnd() * v.length)]!);
+/** The median of a resample with replacement of `v` (same size): the bootstrap's inner loop, kept lean. */
+function resampledMedian(v: number[], rnd: () => number, buf: Float64Array): number {
+  for (let i = 0; i < v.length; i++) buf[i] = v[Math.floor(rnd() * v.length)]!;
+  buf.sort();
+  const mid = (v.length - 1) / 2;
+  return (buf[Math.floor(mid)]! + buf[Math.ceil(mid)]!) / 2;
 }
 
 /** The 2.5th and 97.5th percentiles of bootstrap statistics; infinities sort to the ends. */
@@ -90,7 +93,8 @@ export function bootstrapMedian(values: number[], key: string, B = BOOTSTRAP_RES
   const estimate = quantile(v, 0.5);
   if (v.length < 2) return { estimate, lo: NaN, hi: NaN };
   const rnd = seededRandom(hashSeed(key));
-  const stats = Array.from({ length: B }, () => quantile(resample(v, rnd), 0.5));
+  const buf = new Float64Array(v.length);
+  const stats = Array.from({ length: B }, () => resampledMedian(v, rnd, buf));
   return { estimate, ...percentileInterval(stats) };
 }
 
@@ -132,8 +136,13 @@ export function bootstrapGeoRatio(
   if (Number.isNaN(estimate) || groups.some((g) => g.a.length < 2 || g.b.length < 2))
     return { estimate, lo: NaN, hi: NaN };
   const rnd = seededRandom(hashSeed(key));
+  const bufs = groups.map((g) => ({ a: new Float64Array(g.a.length), b: new Float64Array(g.b.length) }));
   const stats = Array.from({ length: B }, () =>
-    lenient(groups.map((g) => ratioOf(med(resample(g.a, rnd)), med(resample(g.b, rnd))))),
+    lenient(
+      groups.map((g, i) =>
+        ratioOf(resampledMedian(g.a, rnd, bufs[i]!.a), resampledMedian(g.b, rnd, bufs[i]!.b)),
+      ),
+    ),
   );
   return { estimate, ...percentileInterval(stats) };
 }
