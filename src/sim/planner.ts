@@ -8,7 +8,7 @@ const SHARES = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16];
 /** A share that fits the spare bandwidth is taken if it occupies at most this × the best link × time. */
 const AREA_SLACK = 3;
 /** Planned downtimes stay under this share of the SLO: in a fleet a migration's share moves. */
-const SLO_MARGIN = 0.7;
+const SLO_MARGIN = 0.8;
 
 export interface PlanOption {
   /** Bandwidth reserved for (and max-bandwidth of) its migration, bytes/s. */
@@ -26,7 +26,7 @@ export interface PlanEntry {
 /**
  * Our planner. Each VM's migration is predicted with the simulator itself, alone on its path at
  * 1/j of the bottleneck (j = 1…16; never more than its streams carry). Its options are the shares
- * at which it completes within 70% of the SLO (or, if the full share cannot, no more than 10%
+ * at which it completes within 80% of the SLO (or, if the full share cannot, no more than 10%
  * over the full share's downtime), ranked by the link × time
  * they occupy (bandwidth × predicted total time): a VM that dirties little (its time is scanning
  * and fixed costs) is cheapest on a thin slice, one whose dirty pages outrun a slice on the whole
