@@ -9,7 +9,9 @@ export type Command =
   /** Post-copy's link went silent: `migrate-pause` both sides so it can be recovered. */
   | { kind: 'pausePostcopy' }
   /** Resume a paused post-copy over a new connection (`migrate-recover`, then `migrate` with resume). */
-  | { kind: 'recoverPostcopy' };
+  | { kind: 'recoverPostcopy' }
+  /** The vCPU throttle QEMU applies at its next check, % (auto-converge's parameters). */
+  | { kind: 'setThrottle'; percent: number };
 
 /** The controller's memory of what it did that the rules depend on. */
 export interface Latches {
@@ -18,6 +20,10 @@ export interface Latches {
   postcopyEnabled: boolean;
   /** `requested`: a switch was sent and not refused; `started`: a post-copy status or a successful switch. */
   postcopy: 'no' | 'requested' | 'started';
+  /** The auto-converge capability is on (the throttle can be steered). */
+  throttleEnabled: boolean;
+  /** The throttle last asked for, %. */
+  throttlePercent: number;
   /** When the first forcing action (switchover, post-copy, pause) was sent, ms since `migrate`. */
   firstForcingAtMs: number | undefined;
 }
@@ -45,6 +51,11 @@ export function admit(
     };
   if (action.kind === 'postcopy' && !latches.postcopyEnabled)
     return { commands: [], refused: 'post-copy is not permitted (--allow-postcopy): ignored' };
+  if (action.kind === 'throttle' && !latches.throttleEnabled)
+    return {
+      commands: [],
+      refused: 'throttling needs the auto-converge capability, which this policy did not set: ignored',
+    };
   applied.push({ kind: action.kind, atMs: state.elapsedMs, pass: state.currentPass });
   if (action.kind === 'switchover' || action.kind === 'postcopy' || action.kind === 'pause')
     latches.firstForcingAtMs ??= state.elapsedMs;
@@ -68,6 +79,12 @@ export function admit(
       return { commands: [{ kind: 'stopSource' }] };
     case 'abort':
       return { commands: [{ kind: 'cancel' }] };
+    case 'throttle': {
+      const percent = Math.round(Math.min(99, Math.max(0, action.percent)));
+      if (percent === latches.throttlePercent) return { commands: [] };
+      latches.throttlePercent = percent;
+      return { commands: [{ kind: 'setThrottle', percent }] };
+    }
     default: {
       const never: never = action;
       throw new Error(`unhandled action ${JSON.stringify(never)}`);

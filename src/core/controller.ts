@@ -110,6 +110,8 @@ export class Controller {
       downtimeLimitMs: this.setup.downtimeLimitMs,
       postcopyEnabled: this.setup.postcopy,
       postcopy: 'no',
+      throttleEnabled: this.setup.autoConverge,
+      throttlePercent: 0,
       firstForcingAtMs: undefined,
     };
   }
@@ -442,6 +444,7 @@ export class Controller {
       progressWatermark: this.watermark,
       regions: this.regions,
       workingSetSamples: this.workingSetSamples,
+      throttlePercent: this.latches.throttlePercent,
       actions: this.applied,
     };
   }

@@ -238,6 +238,13 @@ export class LibvirtSession {
           case 'recoverPostcopy':
             // Recovery is off for this driver (see the class comment); nothing to send.
             break;
+          case 'setThrottle':
+            // libvirt sets auto-converge's steps only when a migration starts; not steerable here.
+            this.core.note(
+              'the libvirt driver cannot change the vCPU throttle during a migration: ignored',
+              this.elapsed(),
+            );
+            break;
           default: {
             const never: never = cmd;
             throw new Error(`unhandled command ${JSON.stringify(never)}`);

@@ -238,6 +238,10 @@ export class MigrationSession {
       ...(this.opts.maxBandwidthBps !== undefined ? ['max-bandwidth'] : []),
       ...(this.opts.postcopyBandwidthBps !== undefined ? ['max-postcopy-bandwidth'] : []),
       ...Object.keys(setupParameters(this.core.setup, this.ramBytes)),
+      // A throttle the policy steers is put back too.
+      ...(this.core.setup.autoConverge
+        ? ['cpu-throttle-initial', 'cpu-throttle-increment', 'max-cpu-throttle']
+        : []),
     ];
     const [source, destination] = await Promise.all([
       saveSettings(this.opts.source, names),
@@ -381,6 +385,17 @@ export class MigrationSession {
           case 'recoverPostcopy':
             await this.recoverPostcopy();
             break;
+          case 'setThrottle': {
+            // QEMU has no "set the throttle now": auto-converge applies initial, then + increment,
+            // capped at max, at each check. All three at p makes the next check land on p.
+            const p = Math.max(1, cmd.percent);
+            await this.src.execute('migrate-set-parameters', {
+              'cpu-throttle-initial': p,
+              'cpu-throttle-increment': p,
+              'max-cpu-throttle': p,
+            });
+            break;
+          }
           default: {
             const never: never = cmd;
             throw new Error(`unhandled command ${JSON.stringify(never)}`);

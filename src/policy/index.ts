@@ -22,6 +22,7 @@ export {
 export { kubevirtRamp, rampSchedule, type RampStep } from './kubevirt-ramp.js';
 export { proxmox, replayProxmox, xbzrleCacheBytes, type ProxmoxPoll } from './proxmox.js';
 export { xen } from './xen.js';
+export { throttle } from './throttle.js';
 export { autoConverge } from './auto-converge.js';
 export { postcopyAfter } from './postcopy-after.js';
 export { frs, frsRule, qemuWillConverge } from './frs.js';

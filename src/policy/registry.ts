@@ -14,6 +14,7 @@ import { relaxed } from './relaxed.js';
 import { stock } from './stock.js';
 import { switchAtPass } from './switch-at-pass.js';
 import type { Policy } from './types.js';
+import { throttle } from './throttle.js';
 import { xen } from './xen.js';
 
 /** A policy name or option is wrong (a usage error: exit 2, nothing changed). */
@@ -38,6 +39,7 @@ export const POLICIES: Record<string, Policy<any>> = Object.fromEntries(
     kubevirtRamp,
     proxmox,
     xen,
+    throttle,
   ].map((p) => [p.name, p]),
 );
 

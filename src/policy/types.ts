@@ -45,6 +45,12 @@ export const ActionSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('postcopy'), reason: z.string(), prediction: PredictionSchema.optional() }),
   z.object({ kind: z.literal('pause'), reason: z.string() }),
   z.object({ kind: z.literal('abort'), reason: z.string() }),
+  /**
+   * Set the vCPU throttle (% of each vCPU's time taken away) through QEMU's auto-converge
+   * parameters; it applies at QEMU's next throttle check (a dirty-bitmap sync). Needs the policy's
+   * setup to turn `autoConverge` on.
+   */
+  z.object({ kind: z.literal('throttle'), percent: z.number().min(0).max(99), reason: z.string() }),
 ]);
 export type Action = z.infer<typeof ActionSchema>;
 export type ActionKind = Action['kind'];
@@ -84,6 +90,8 @@ export interface ControllerState {
    * show whether the guest's dirty rate changes (bursts and quiet phases).
    */
   workingSetSamples?: { seconds: number; bytes: number; atMs: number }[];
+  /** The vCPU throttle the controller last set, % (0 when it never did). */
+  throttlePercent?: number;
   /** Actions already applied, oldest first. */
   actions: { kind: ActionKind; atMs: number; pass: number }[];
 }

@@ -214,3 +214,23 @@ describe('operator requests go through the same rules', () => {
     expect(c.decisions.some((d) => d.action.reason === 'operator: force-complete')).toBe(true);
   });
 });
+
+describe('throttle: an action of the core', () => {
+  it('steers the throttle only with auto-converge on, each value once', () => {
+    let next: ReturnType<Policy['decide']> = { kind: 'throttle', percent: 40, reason: 'x' };
+    const p = scripted(() => next);
+    const withAc = {
+      ...p,
+      policy: { ...p.policy, setup: () => ({ downtimeLimitMs: 300, postcopy: false, autoConverge: true }) },
+    };
+    const c = core({ policy: withAc });
+    expect(c.observe(sample('active', 1, 1), 10).commands).toEqual([{ kind: 'setThrottle', percent: 40 }]);
+    expect(c.observe(sample('active', 1, 2), 20).commands).toEqual([]);
+    next = { kind: 'throttle', percent: 120, reason: 'x' };
+    expect(c.observe(sample('active', 1, 3), 30).commands).toEqual([{ kind: 'setThrottle', percent: 99 }]);
+    c.observe(sample('active', 1, 4), 40);
+    expect(c.latestState?.throttlePercent).toBe(99);
+    const without = core({ policy: scripted(() => ({ kind: 'throttle', percent: 40, reason: 'x' })) });
+    expect(without.observe(sample('active', 1, 1), 10).commands).toEqual([]);
+  });
+});
