@@ -56,6 +56,9 @@ export const CommandSchema = z
       .object({ kind: z.literal('pausePostcopy') })
       .describe('migrate-pause both sides (post-copy link went silent)'),
     z.object({ kind: z.literal('recoverPostcopy') }).describe('migrate-recover, then migrate with resume'),
+    z
+      .object({ kind: z.literal('setThrottle'), percent: z.number().min(0).max(99) })
+      .describe("the vCPU throttle, % (auto-converge's parameters)"),
   ])
   .meta({ id: 'Command', description: 'What the controller did to QEMU' });
 
