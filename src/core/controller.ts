@@ -62,7 +62,8 @@ export interface Step {
   done: boolean;
 }
 
-const WORKING_SET_KEPT = 64;
+// About ten minutes of calc-dirty-rate samples: a policy that waits for a quiet phase needs to see when it began.
+const WORKING_SET_KEPT = 1024;
 
 /**
  * The controller core: pure, no I/O and no clock (every observation carries its time, in ms since
