@@ -24,11 +24,15 @@ async function throughQmp(
   options: Record<string, unknown>,
 ) {
   let t0 = 0;
+  let next = 0;
   const source = await FakeQemu.start({ ramBytes: 256 * MiB }, (cmd, _a, q) => {
     if (cmd === 'migrate') t0 = performance.now();
     if (cmd !== 'query-migrate' || t0 === 0) return undefined;
-    const now = performance.now() - t0;
-    const at = timeline.findLast((x) => x.atMs <= now) ?? timeline[0]!;
+    // One sample per poll, never ahead of the model's clock: a slow poll (a loaded host) delays
+    // the replay but never skips a sample, so every pass end is seen as the simulator saw it.
+    const due = performance.now() - t0;
+    if (next < timeline.length - 1 && timeline[next + 1]!.atMs <= due) next++;
+    const at = timeline[next]!;
     if (at.info.status === 'completed') q.state.runState = 'postmigrate';
     return { return: at.info };
   });
