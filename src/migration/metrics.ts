@@ -57,6 +57,7 @@ export class MigrationMetrics {
       postcopy: Gauge;
       outcome: Gauge<'outcome' | 'guest_runs_on'>;
       qemuDowntime: Gauge;
+      throttle: Gauge;
     },
   ) {}
 
@@ -125,6 +126,10 @@ export class MigrationMetrics {
         labelNames: ['outcome', 'guest_runs_on'],
         registers: [registry],
       }),
+      throttle: gauge(
+        'cpu_throttle_percent',
+        'The vCPU throttle the controller last asked for, % (auto-converge).',
+      ),
       qemuDowntime: gauge(
         'qemu_downtime_seconds',
         "QEMU's downtime (stop-and-copy pause) once completed, s.",
@@ -159,6 +164,7 @@ export class MigrationMetrics {
       case 'command':
         m.commands.inc({ kind: e.command.kind });
         if (e.command.kind === 'setDowntimeLimit') m.downtimeLimit.set(e.command.downtimeLimitMs / 1000);
+        if (e.command.kind === 'setThrottle') m.throttle.set(e.command.percent);
         break;
       case 'status':
         m.status.reset();
