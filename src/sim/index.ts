@@ -31,5 +31,5 @@ export {
   type FleetResult,
   type VmOutcome,
 } from './fleet.js';
-export { plannerStrategy, planOptions, type PlanEntry, type PlanOption } from './planner.js';
+export { plannerStrategy, planOptions, planEvacuation, type PlanEntry, type PlanOption } from './planner.js';
 export { runStrategies, plannerVerdict, fleetBlocks } from './fleet-report.js';

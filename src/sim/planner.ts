@@ -1,7 +1,9 @@
 import type { Fleet, FleetVm } from './fleet-spec.js';
-import { predictor, streamCap, type Active, type Strategy } from './fleet.js';
+import { evacuate, predictor, streamCap, type Active, type FleetResult, type Strategy } from './fleet.js';
 import type { SharedLink } from './link.js';
 import type { SimResult } from './simulate.js';
+
+type Predictor = ReturnType<typeof predictor>;
 
 /** Shares of its bottleneck link the planner considers giving one migration: 1/j of it. */
 const SHARES = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16];
@@ -9,6 +11,8 @@ const SHARES = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16];
 const AREA_SLACK = 3;
 /** Planned downtimes stay under this share of the SLO: in a fleet a migration's share moves. */
 const SLO_MARGIN = 0.8;
+/** The margins planEvacuation tries, in turn, until the evacuation keeps to the unavoidable violations. */
+const MARGINS = [0.8, 0.7, 0.6];
 
 export interface PlanOption {
   /** Bandwidth reserved for (and max-bandwidth of) its migration, bytes/s. */
@@ -36,8 +40,12 @@ export interface PlanEntry {
  * send), backfilling past VMs that do not fit,
  * taking the cheapest that fits. Its max-bandwidth is its reservation.
  */
-export function plannerStrategy(fleet: Fleet, maxPerHost = 32): Strategy & { plan: Map<FleetVm, PlanEntry> } {
-  const plan = planOptions(fleet);
+export function plannerStrategy(
+  fleet: Fleet,
+  opts: { maxPerHost?: number; sloMargin?: number; predict?: Predictor } = {},
+): Strategy & { plan: Map<FleetVm, PlanEntry> } {
+  const maxPerHost = opts.maxPerHost ?? 32;
+  const plan = planOptions(fleet, opts.sloMargin ?? SLO_MARGIN, opts.predict);
   const cap = streamCap(fleet);
   const reserved = new Map<FleetVm, number>();
   /** When each admitted migration is predicted to stop sending. */
@@ -93,8 +101,11 @@ export function plannerStrategy(fleet: Fleet, maxPerHost = 32): Strategy & { pla
 }
 
 /** Every VM's options: predicted at each share, filtered and ranked (see plannerStrategy). */
-export function planOptions(fleet: Fleet): Map<FleetVm, PlanEntry> {
-  const predict = predictor(fleet);
+export function planOptions(
+  fleet: Fleet,
+  margin = SLO_MARGIN,
+  predict: Predictor = predictor(fleet),
+): Map<FleetVm, PlanEntry> {
   const cap = streamCap(fleet);
   const slo = fleet.spec.downtimeSloMs;
   const plan = new Map<FleetVm, PlanEntry>();
@@ -104,9 +115,7 @@ export function planOptions(fleet: Fleet): Map<FleetVm, PlanEntry> {
     const full = predict(vm, rates[0]!);
     // Within the SLO with a margin (in a fleet its share moves), or no worse than the full share.
     const target =
-      full.outcome === 'completed' && full.downtimeMs <= SLO_MARGIN * slo
-        ? SLO_MARGIN * slo
-        : full.downtimeMs * 1.1;
+      full.outcome === 'completed' && full.downtimeMs <= margin * slo ? margin * slo : full.downtimeMs * 1.1;
     const keepsSlo = (r: SimResult) => r.outcome === 'completed' && r.downtimeMs <= target;
     const options = rates
       .map((bps) => ({ bps, predicted: bps === rates[0] ? full : predict(vm, bps) }))
@@ -115,4 +124,31 @@ export function planOptions(fleet: Fleet): Map<FleetVm, PlanEntry> {
     plan.set(vm, { vm: vm.name, options });
   }
   return plan;
+}
+
+/**
+ * The planner checks its own plan with the simulator: it evacuates the fleet as planned with an
+ * SLO margin of 80%, and if more migrations break the SLO than those that break it even alone
+ * with the full link (unavoidable), plans again with 70%, then 60%; the first that keeps to the
+ * unavoidable ones wins (else the one with the fewest violations, then the shortest).
+ */
+export function planEvacuation(fleet: Fleet): FleetResult {
+  const predict = predictor(fleet);
+  const slo = fleet.spec.downtimeSloMs;
+  const unavoidable = [...planOptions(fleet, SLO_MARGIN, predict).values()].filter((e) => {
+    const full = [...e.options].sort((a, b) => b.bps - a.bps)[0]!.predicted;
+    return full.outcome !== 'completed' || full.downtimeMs > slo;
+  }).length;
+  let best: FleetResult | undefined;
+  for (const sloMargin of MARGINS) {
+    const r = evacuate(fleet, plannerStrategy(fleet, { sloMargin, predict }));
+    if (
+      !best ||
+      r.sloViolations < best.sloViolations ||
+      (r.sloViolations === best.sloViolations && r.makespanMs < best.makespanMs)
+    )
+      best = r;
+    if (r.sloViolations <= unavoidable) break;
+  }
+  return { ...best!, strategy: 'planner' };
 }
