@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { run, runQuietly } from '../util/exec.js';
@@ -50,9 +50,89 @@ export async function findLeftovers(): Promise<Leftovers> {
   return { qemuPids, netns, links, dirs, libvirtdPids };
 }
 
-/** Removes every lab leftover (for after a crash or SIGKILL). Returns what it removed. */
-export async function cleanLeftovers(): Promise<Leftovers> {
-  const found = await findLeftovers();
+/** The lab id inside a leftover's name: kvmm-<id>-…, kvmm-<id>, kvmm<id>s/d, /etc/libvirt/kvmm-<id>-src.conf. */
+export function labIdOf(name: string): string | undefined {
+  const base = path.basename(name);
+  return (
+    new RegExp(`^${LAB_PREFIX}-([0-9a-z]+)(?:-|$)`).exec(base)?.[1] ??
+    new RegExp(`^${LAB_PREFIX}([0-9a-z]+)[sd]$`).exec(base)?.[1]
+  );
+}
+
+/** A process's start time (clock ticks since boot): a PID alone may have been reused. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Makes a lab's temp dir and records who owns it (this process: PID and start time), so that
+ * `lab clean` leaves the labs of running processes alone.
+ */
+export function makeLabDir(id: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `${LAB_PREFIX}-${id}-`));
+  writeFileSync(path.join(dir, 'owner'), `${process.pid} ${startTime(process.pid) ?? ''}\n`, { mode: 0o600 });
+  return dir;
+}
+
+/** The owner recorded in a lab dir, if it still runs. */
+function liveOwner(dir: string): number | undefined {
+  try {
+    const [pid, started] = readFileSync(path.join(dir, 'owner'), 'utf8').trim().split(' ');
+    const n = Number(pid);
+    return Number.isInteger(n) && n > 0 && startTime(n) === started ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Leftovers grouped by lab, with the labs whose owner still runs (and so are not leftovers). */
+export function splitByOwner(found: Leftovers): { orphaned: Leftovers; inUse: Map<string, number> } {
+  const inUse = new Map<string, number>();
+  for (const d of found.dirs) {
+    const id = labIdOf(d);
+    const owner = liveOwner(d);
+    if (id && owner !== undefined) inUse.set(id, owner);
+  }
+  const free = (name: string) => !inUse.has(labIdOf(name) ?? '');
+  const qemuName = (pid: number) => {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const i = argv.indexOf('-name');
+      const f = argv.indexOf('-f');
+      return (i >= 0 ? argv[i + 1] : argv[f + 1])?.replace(/^guest=/, '').split(',')[0] ?? '';
+    } catch {
+      return '';
+    }
+  };
+  return {
+    orphaned: {
+      qemuPids: found.qemuPids.filter((p) => free(qemuName(p))),
+      libvirtdPids: (found.libvirtdPids ?? []).filter((p) => free(qemuName(p))),
+      netns: found.netns.filter(free),
+      links: found.links.filter(free),
+      dirs: found.dirs.filter(free),
+    },
+    inUse,
+  };
+}
+
+/**
+ * Removes what labs left behind after a crash or SIGKILL: only labs whose owning process is gone
+ * (or, with `all`, every lab's). Returns what it removed and which labs it left because they run.
+ */
+export async function cleanLeftovers(
+  opts: { all?: boolean } = {},
+): Promise<Leftovers & { inUse: Map<string, number> }> {
+  const everything = await findLeftovers();
+  const { orphaned, inUse } = opts.all
+    ? { orphaned: everything, inUse: new Map<string, number>() }
+    : splitByOwner(everything);
+  const found = orphaned;
   for (const pid of [...found.qemuPids, ...(found.libvirtdPids ?? [])]) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -63,5 +143,5 @@ export async function cleanLeftovers(): Promise<Leftovers> {
   for (const l of found.links) await runQuietly('ip', ['link', 'del', l]);
   for (const n of found.netns) await runQuietly('ip', ['netns', 'del', n]);
   for (const d of found.dirs) rmSync(d, { recursive: true, force: true });
-  return found;
+  return { ...found, inUse };
 }

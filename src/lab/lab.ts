@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { makeLabDir } from './clean.js';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RegionSampler } from '../migration/region-sampler.js';
@@ -97,7 +97,7 @@ export class Lab {
     const { image } = await buildGuestImage(opts.cacheDir ?? defaultCacheDir(), app ? 'apps' : 'base');
 
     const id = labIdPrefix() + randomBytes(3).toString('hex');
-    const dir = mkdtempSync(path.join(os.tmpdir(), `${LAB_PREFIX}-${id}-`));
+    const dir = makeLabDir(id);
     const cleanup: (() => Promise<void>)[] = [async () => rmSync(dir, { recursive: true, force: true })];
     const undo = async () => {
       for (const f of cleanup.reverse()) await f().catch(() => undefined);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { rmSync } from 'node:fs';
+import { makeLabDir } from './clean.js';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LibvirtClient } from '../libvirt/index.js';
@@ -48,7 +48,7 @@ export class LibvirtPair {
 
   static async start(opts: LibvirtPairOptions): Promise<LibvirtPair> {
     const id = labIdPrefix() + randomBytes(3).toString('hex');
-    const dir = mkdtempSync(path.join(os.tmpdir(), `${LAB_PREFIX}-${id}-`));
+    const dir = makeLabDir(id);
     const cacheDir = opts.cacheDir ?? defaultCacheDir();
     const pair = new LibvirtPair(id, dir, cacheDir, opts.log ?? (() => undefined));
     pair.undo.push(async () => rmSync(dir, { recursive: true, force: true }));

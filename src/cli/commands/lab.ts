@@ -143,11 +143,21 @@ function registerFaults(lab: Command): void {
 function registerClean(lab: Command): void {
   lab
     .command('clean')
-    .description('remove lab leftovers (QEMU processes, netns, veth, temp dirs named kvmm-*) after a crash')
-    .action(async () => {
-      const r = await cleanLeftovers();
+    .description(
+      'remove what crashed labs left (QEMU processes, netns, veth, temp dirs named kvmm-*); labs whose process still runs are left alone',
+    )
+    .option(
+      '--all',
+      "also remove labs whose owning process still runs (another run's lab: it breaks that run)",
+    )
+    .action(async (o: { all?: boolean }) => {
+      const r = await cleanLeftovers({ all: o.all });
       process.stdout.write(
-        `removed ${r.qemuPids.length} QEMU process(es), ${r.netns.length} netns, ${r.links.length} link(s), ${r.dirs.length} dir(s)\n`,
+        `removed ${r.qemuPids.length} QEMU process(es), ${r.netns.length} netns, ${r.links.length} link(s), ${r.dirs.length} dir(s)` +
+          (r.inUse.size
+            ? `; left ${r.inUse.size} lab(s) in use (${[...r.inUse].map(([id, pid]) => `${id} by PID ${pid}`).join(', ')})`
+            : '') +
+          '\n',
       );
     });
 }
