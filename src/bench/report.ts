@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/fs.js';
 import path from 'node:path';
 import { charts } from './charts.js';
 import { csvLine } from './csv.js';
@@ -348,7 +348,7 @@ ${figures.map((f) => `<figure class="chart" data-title="${escapeHtml(f.title)}">
 /** Writes results.csv, report.md and report.html next to results.json. */
 export async function writeReports(results: Results, dir: string): Promise<void> {
   const sum = summarize(results);
-  writeFileSync(path.join(dir, 'results.csv'), resultsCsv(results));
-  writeFileSync(path.join(dir, 'report.md'), reportMarkdown(results, sum));
-  writeFileSync(path.join(dir, 'report.html'), await reportHtml(results, sum));
+  writeFileAtomic(path.join(dir, 'results.csv'), resultsCsv(results));
+  writeFileAtomic(path.join(dir, 'report.md'), reportMarkdown(results, sum));
+  writeFileAtomic(path.join(dir, 'report.html'), await reportHtml(results, sum));
 }

@@ -1,9 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { readInputFile } from '../util/fs.js';
+
+/** A results file of thousands of runs with every pass is a few MiB; far past that it is not one. */
+const MAX_RESULTS_BYTES = 256 * 2 ** 20;
 import os from 'node:os';
 import { z } from 'zod';
 import { PassRecordSchema } from '../policy/types.js';
 import { BenchConfigSchema } from './config.js';
-import { KvmigrateError } from '../util/errors.js';
+import { UsageError } from '../util/errors.js';
 
 /** One benchmark run, flat: every figure in the reports is computed from these. */
 export const RunRecordSchema = z.object({
@@ -117,15 +120,21 @@ export const ResultsSchema = z.object({
 });
 export type Results = z.infer<typeof ResultsSchema>;
 
-export class ResultsFileError extends KvmigrateError {}
+/** A results file that cannot be read or is not one: bad input (exit 2). */
+export class ResultsFileError extends UsageError {
+  override readonly code: string = 'results-file';
+}
 
 /** Reads and validates a results.json, naming the first problem. */
 export function readResults(file: string): Results {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    throw new ResultsFileError(`cannot read ${file}: run 'kvmigrate bench --out DIR' first`);
+    text = readInputFile(file, MAX_RESULTS_BYTES, 'results file');
+  } catch (err) {
+    const missing = /does not exist/.test((err as Error).message);
+    throw new ResultsFileError(
+      missing ? `cannot read ${file}: run 'kvmigrate bench --out DIR' first` : (err as Error).message,
+    );
   }
   let json: unknown;
   try {

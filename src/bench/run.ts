@@ -1,4 +1,5 @@
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../util/fs.js';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
@@ -319,11 +320,7 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
   );
   const results = resumedResults(opts, file, plan) ?? freshResults(opts, (await probeQemuVersion()).text);
   recordProvenance(results, provenance);
-  const save = () => {
-    const tmp = `${file}.tmp`;
-    writeFileSync(tmp, JSON.stringify(results, null, 1));
-    renameSync(tmp, file);
-  };
+  const save = () => writeFileAtomic(file, JSON.stringify(results, null, 1));
   const done = new Set(results.runs.map((r) => r.key));
   const todo = plan.filter((p) => !done.has(p.key));
   const t0 = performance.now();
