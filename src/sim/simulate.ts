@@ -280,6 +280,10 @@ function carryOut(commands: Command[], core: Controller, m: MigrationModel): Mod
       case 'setDowntimeLimit':
         m.limitMs = cmd.downtimeLimitMs;
         break;
+      case 'setThrottle':
+        // cpu-throttle-percentage: the vCPUs run (100 − p)% of the time, so they write that much less.
+        m.throttle = Math.min(0.99, Math.max(0, cmd.percent / 100));
+        break;
       case 'stopSource':
         m.paused = true;
         m.pausedAt = m.t;

@@ -121,6 +121,16 @@ describe('page size, vCPUs, KVM dirty logging', () => {
   });
 });
 
+describe('the core’s commands reach the model', () => {
+  it('setThrottle slows the guest’s writes: throttle converges where stock does not', () => {
+    const classes = w('rate:200:40000');
+    expect(run({ classes, deadlineMs: 20_000 }).outcome).toBe('cancelled');
+    const r = run({ classes, deadlineMs: 20_000 }, 'throttle');
+    expect(r.outcome).toBe('completed');
+    expect(r.decisions.some((d) => d.action.kind === 'throttle')).toBe(true);
+  });
+});
+
 describe('shared links: max-min fair share', () => {
   it('equal shares; a flow that wants less leaves the rest to the others', () => {
     expect(maxMinShare(10, [100, 100])).toEqual([5, 5]);
