@@ -13,7 +13,7 @@ fail() { echo "ERROR app: $*"; exit 1; }
 
 case "$app" in
 pgbench)
-  scale=${a:-10}
+  scale=${a:-5}
   clients=${b:-4}
   PG=/usr/lib/postgresql/15/bin
   mkdir -p /tmp/pg && chown 100:100 /tmp/pg

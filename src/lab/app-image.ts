@@ -27,7 +27,7 @@ export const APP_INIT_SCRIPT = `#!/bin/busybox sh
 /bin/busybox mount -t devtmpfs dev /dev
 /bin/busybox mkdir -p /dev/shm /tmp /run
 /bin/busybox mount -t tmpfs -o mode=1777 tmpfs /dev/shm
-/bin/busybox mount -t tmpfs -o mode=1777 tmpfs /tmp
+/bin/busybox mount -t tmpfs -o mode=1777,size=90% tmpfs /tmp
 /bin/busybox --install -s /bin
 /bin/busybox ip link set lo up
 spec=$(/bin/busybox sed -n 's/.*kvmw=\\([^ ]*\\).*/\\1/p' /proc/cmdline)

@@ -10,7 +10,7 @@ import {
 
 describe('app workload specs', () => {
   it('app:pgbench takes an optional scale and client count, defaults written out by format', () => {
-    expect(parseLabWorkload('app:pgbench')).toEqual({ kind: 'app', app: 'pgbench', scale: 10, clients: 4 });
+    expect(parseLabWorkload('app:pgbench')).toEqual({ kind: 'app', app: 'pgbench', scale: 5, clients: 4 });
     expect(parseLabWorkload('app:pgbench:20')).toEqual({
       kind: 'app',
       app: 'pgbench',
@@ -23,7 +23,7 @@ describe('app workload specs', () => {
       scale: 5,
       clients: 8,
     });
-    expect(formatLabWorkload(parseLabWorkload('app:pgbench'))).toBe('app:pgbench:10:4');
+    expect(formatLabWorkload(parseLabWorkload('app:pgbench'))).toBe('app:pgbench:5:4');
   });
 
   it('app:memcached takes an optional cache size, client count and value size', () => {
@@ -90,5 +90,8 @@ describe('app workload specs', () => {
     // The defaults fit the lab's 512 MiB guest with ~96 MiB for the kernel.
     expect(labWorkloadFootprintMib(parseLabWorkload('app:pgbench'))).toBeLessThanOrEqual(512 - 96);
     expect(labWorkloadFootprintMib(parseLabWorkload('app:memcached'))).toBeLessThanOrEqual(512 - 96);
+    // Measured: scale 10 fills a 512 MiB guest's tmpfs while pgbench -i loads it.
+    expect(labWorkloadFootprintMib(parseLabWorkload('app:pgbench:10'))).toBeGreaterThan(512 - 96);
+    expect(labWorkloadFootprintMib(parseLabWorkload('app:pgbench:10'))).toBeLessThanOrEqual(1024 - 96);
   });
 });
