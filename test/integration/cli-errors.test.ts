@@ -428,7 +428,7 @@ describe('exit codes (README: Exit codes)', () => {
     const cmdrJson = kvmigrate(['migrate', '--json']);
     expect(cmdrJson.code).toBe(EXIT.usage);
     expect(JSON.parse(cmdrJson.stdout)).toEqual({
-      error: { code: 'usage', message: "required option '--src <qmp>' not specified", exitCode: 2 },
+      error: { code: 'usage', message: "migrate needs --src (or --libvirt URI --domain NAME --to DEST_URI)", exitCode: 2 },
     });
 
     const dst = await fakeQemu(destinationScript());
