@@ -1,4 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readInputFile } from '../util/fs.js';
+
+/** A fleet of thousands of VMs described one by one is well under this. */
+const MAX_FLEET_BYTES = 16 * 2 ** 20;
 import { z } from 'zod';
 import { resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { UsageError } from '../util/errors.js';
@@ -117,22 +120,13 @@ export function rng(seed: number): () => number {
   };
 }
 
-/** Reads a fleet file (JSON, or YAML when js-yaml is installed) and builds the fleet. */
+/** Reads a fleet file (JSON or YAML) and builds the fleet. */
 export async function readFleet(file: string): Promise<Fleet> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read fleet file ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
+  const text = readInputFile(file, MAX_FLEET_BYTES, 'fleet file');
   let data: unknown;
   if (/\.ya?ml$/i.test(file)) {
-    const name = 'js-yaml';
-    const yaml = (await import(name).catch(() => undefined)) as
-      { load(t: string): unknown; default?: { load(t: string): unknown } } | undefined;
-    const load = yaml?.load ?? yaml?.default?.load;
-    if (!load)
-      throw new UsageError(`${file}: YAML fleet files need the js-yaml package; or write it as JSON`);
+    // Loaded only for YAML files: the simulator's other paths do not pay for the parser.
+    const { load } = await import('js-yaml');
     try {
       data = load(text);
     } catch (e) {

@@ -1,4 +1,7 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readInputFile, writeFileAtomic } from '../util/fs.js';
+
+/** Hours of samples at a few per second are a few MiB; a trace far past that is not one. */
+const MAX_TRACE_BYTES = 64 * 2 ** 20;
 import { z } from 'zod';
 import type { MigrationResult } from '../core/result.js';
 import { UsageError } from '../util/errors.js';
@@ -94,17 +97,12 @@ export function traceFromMigration(
 const at = (r: TraceRecord) => (r.type === 'sample' ? r.atMs : r.endMs);
 
 export function writeTrace(file: string, trace: Trace): void {
-  writeFileSync(file, [trace.header, ...trace.records].map((r) => JSON.stringify(r)).join('\n') + '\n');
+  writeFileAtomic(file, [trace.header, ...trace.records].map((r) => JSON.stringify(r)).join('\n') + '\n');
 }
 
 /** Reads and validates a trace; any problem is one UsageError naming the file and line. */
 export function readTrace(file: string): Trace {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UsageError(`cannot read trace ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
-  }
+  const text = readInputFile(file, MAX_TRACE_BYTES, 'trace');
   const lines = text.split('\n');
   if (lines.at(-1) === '') lines.pop();
   else if (lines.length > 0)

@@ -103,8 +103,10 @@ describe('bad input gets one clear line and a non-zero exit', () => {
       expectOneLineError(kvmigrate(['sim', '--trace', f]), /t\.jsonl:2: dirtyBytes/);
       expectOneLineError(
         kvmigrate(['sim', '--trace', path.join(dir, 'none.jsonl')]),
-        /cannot read trace .*ENOENT/,
+        /trace .*none\.jsonl does not exist/,
       );
+      // A device or a directory is not a trace: refused without reading it.
+      expectOneLineError(kvmigrate(['sim', '--trace', '/dev/zero']), /trace \/dev\/zero is not a regular file/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../../util/fs.js';
 import { toHtml, toMarkdown } from '../../bench/tables.js';
 import {
   fleetBlocks,
@@ -33,9 +34,9 @@ export async function runFleetCommand(o: FleetCommandOptions): Promise<void> {
   if (o.out) {
     mkdirSync(o.out, { recursive: true });
     const blocks = fleetBlocks(fleet, results, o.fleet);
-    writeFileSync(`${o.out}/fleet-results.json`, JSON.stringify(results, null, 1));
-    writeFileSync(`${o.out}/report.md`, toMarkdown(blocks));
-    writeFileSync(
+    writeFileAtomic(`${o.out}/fleet-results.json`, JSON.stringify(results, null, 1));
+    writeFileAtomic(`${o.out}/report.md`, toMarkdown(blocks));
+    writeFileAtomic(
       `${o.out}/report.html`,
       `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>kvmigrate evacuation what-if</title>\n<style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ddd;padding:0.2rem 0.5rem}.num{text-align:right}</style></head><body>\n${toHtml(blocks)}\n</body></html>\n`,
     );

@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from '../../util/fs.js';
 import type { Command } from 'commander';
 import { readResults } from '../../bench/results.js';
 import { writeReports } from '../../bench/report.js';
@@ -99,7 +100,7 @@ export function register(program: Command): void {
       if (o.out) {
         mkdirSync(o.out, { recursive: true });
         const results = sweepResults(opts, runs);
-        writeFileSync(`${o.out}/results.json`, JSON.stringify(results, null, 1));
+        writeFileAtomic(`${o.out}/results.json`, JSON.stringify(results, null, 1));
         await writeReports(results, o.out);
         process.stderr.write(`wrote ${o.out}/results.json, results.csv, report.md, report.html\n`);
       }
