@@ -7,4 +7,5 @@ export { Lab, migrateLab } from './lab/lab.js';
 /** The simulator: the same controller core and policies over a model of QEMU and the link. */
 export * as sim from './sim/index.js';
 export { simulate, type SimOptions, type SimResult } from './sim/index.js';
-export { evacuate, readFleet, buildFleet, plannerStrategy, runStrategies } from './sim/index.js';
+export { evacuate, readFleet, buildFleet, plannerStrategy } from './sim/index.js';
+export { runStrategies } from './bench/fleet-report.js';

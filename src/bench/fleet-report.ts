@@ -1,7 +1,7 @@
-import { quantile } from '../bench/stats.js';
-import type { Block } from '../bench/tables.js';
+import { quantile } from './stats.js';
+import type { Block } from './tables.js';
 import { UsageError } from '../util/errors.js';
-import type { Fleet } from './fleet-spec.js';
+import type { Fleet } from '../sim/fleet-spec.js';
 import {
   evacuate,
   fixedConcurrency,
@@ -9,8 +9,8 @@ import {
   novaStrategy,
   type FleetResult,
   type Strategy,
-} from './fleet.js';
-import { planEvacuation } from './planner.js';
+} from '../sim/fleet.js';
+import { planEvacuation } from '../sim/planner.js';
 
 const GiB = 2 ** 30;
 

@@ -1,14 +1,6 @@
 export { simulate, checkSimOptions, type SimOptions, type SimResult, type SimDecision } from './simulate.js';
 export { workloadClasses, newlyDirtied, TCG_GUEST, type PageClass, type GuestFacts } from './model.js';
-export {
-  runSweep,
-  simClasses,
-  linkBps,
-  validate,
-  validationTable,
-  type SweepOptions,
-  type SweepRun,
-} from './sweep.js';
+export { runSweep, simClasses, linkBps, type SweepOptions, type SweepRun } from './sweep.js';
 export { readTrace, traceClasses, type Trace } from './trace.js';
 export { SharedLink, maxMinShare, type LinkVariation } from './link.js';
 export { DEFAULT_PARAMS, type ModelParams } from './params.js';
@@ -32,4 +24,3 @@ export {
   type VmOutcome,
 } from './fleet.js';
 export { plannerStrategy, planOptions, planEvacuation, type PlanEntry, type PlanOption } from './planner.js';
-export { runStrategies, plannerVerdict, fleetBlocks } from './fleet-report.js';

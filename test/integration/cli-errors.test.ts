@@ -106,7 +106,10 @@ describe('bad input gets one clear line and a non-zero exit', () => {
         /trace .*none\.jsonl does not exist/,
       );
       // A device or a directory is not a trace: refused without reading it.
-      expectOneLineError(kvmigrate(['sim', '--trace', '/dev/zero']), /trace \/dev\/zero is not a regular file/);
+      expectOneLineError(
+        kvmigrate(['sim', '--trace', '/dev/zero']),
+        /trace \/dev\/zero is not a regular file/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -430,7 +433,11 @@ describe('exit codes (README: Exit codes)', () => {
     const cmdrJson = kvmigrate(['migrate', '--json']);
     expect(cmdrJson.code).toBe(EXIT.usage);
     expect(JSON.parse(cmdrJson.stdout)).toEqual({
-      error: { code: 'usage', message: "migrate needs --src (or --libvirt URI --domain NAME --to DEST_URI)", exitCode: 2 },
+      error: {
+        code: 'usage',
+        message: 'migrate needs --src (or --libvirt URI --domain NAME --to DEST_URI)',
+        exitCode: 2,
+      },
     });
 
     const dst = await fakeQemu(destinationScript());

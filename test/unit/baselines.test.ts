@@ -15,6 +15,12 @@ import { KubevirtStallConfigSchema } from '../../src/policy/kubevirt-stall.js';
 import { KubevirtRampConfigSchema } from '../../src/policy/kubevirt-ramp.js';
 import { ProxmoxConfigSchema } from '../../src/policy/proxmox.js';
 
+/** resolvePolicy's config is `unknown`; the tests call the policies' helpers with their own config type. */
+function typed<S extends z.ZodType>(name: string, _schema: S, opts: Record<string, unknown> = {}) {
+  const r = resolvePolicy(name, opts);
+  return { policy: r.policy, config: r.config as z.infer<S> };
+}
+
 const MiB = 2 ** 20;
 const RAM = 512 * MiB; // 0.54 GB → KubeVirt's data size 1 GB → completion time 150 s
 
@@ -185,7 +191,7 @@ function pxState(
 const rising = Array.from({ length: 30 }, (_, i) => 200 + 10 * i);
 
 describe('proxmox', () => {
-  const { policy, config } = resolvePolicy('proxmox');
+  const { policy, config } = typed('proxmox', ProxmoxConfigSchema);
 
   it('starts at 100 ms with auto-converge and xbzrle (10% of RAM, rounded up to 2^k), no post-copy', () => {
     const setup = policy.setup(config, { downtimeBudgetMs: 300, postcopyPermitted: true });
@@ -199,7 +205,7 @@ describe('proxmox', () => {
     expect(xbzrleCacheBytes(setup.xbzrle!, 1024 * MiB)).toBe(128 * MiB);
     expect(xbzrleCacheBytes({ cacheRamShare: 0.5, roundUpToPowerOf2: true }, 2 * MiB)).toBe(MiB);
     expect(xbzrleCacheBytes({ cacheRamShare: 0.1, roundUpToPowerOf2: false }, 512 * MiB)).toBe(53_687_091);
-    const off = resolvePolicy('proxmox', { xbzrle: 'false', autoConverge: 'false' });
+    const off = typed('proxmox', ProxmoxConfigSchema, { xbzrle: 'false', autoConverge: 'false' });
     expect(off.policy.setup(off.config, { downtimeBudgetMs: 300, postcopyPermitted: false })).toEqual({
       downtimeLimitMs: 100,
       postcopy: false,
@@ -270,7 +276,7 @@ describe('proxmox', () => {
   });
 
   it('caps the doubling at QEMU maximum and never acts outside active', () => {
-    const big = resolvePolicy('proxmox', { downtimeMs: '1500000' });
+    const big = typed('proxmox', ProxmoxConfigSchema, { downtimeMs: '1500000' });
     expect(
       big.policy.decide(pxState(rising, 7000, { downtimeLimitMs: 1_500_000 }), big.config),
     ).toMatchObject({
@@ -300,7 +306,7 @@ function rampState(ends: number[], elapsedMs: number, extra: Partial<ControllerS
 }
 
 describe('kubevirt-ramp', () => {
-  const { policy, config } = resolvePolicy('kubevirt-ramp');
+  const { policy, config } = typed('kubevirt-ramp', KubevirtRampConfigSchema);
   const ends = Array.from({ length: 200 }, (_, i) => 2000 + 1000 * i); // iteration 3 begins at 3 s
 
   it("starts at 150 ms and ramps to KubeVirt's default maxDowntimeMs 900 in 7 integer steps", () => {
@@ -315,7 +321,7 @@ describe('kubevirt-ramp', () => {
     expect(all.map((s) => s.atMs)).toEqual([
       400, 10_400, 20_400, 30_400, 40_400, 50_400, 60_400, 70_400, 80_400,
     ]);
-    const v1050 = resolvePolicy('kubevirt-ramp', { maxDowntimeMs: '1050' }).config;
+    const v1050 = typed('kubevirt-ramp', KubevirtRampConfigSchema, { maxDowntimeMs: '1050' }).config;
     expect(rampSchedule(rampState(ends, 20_400), v1050).map((s) => s.downtimeMs)).toEqual([150, 278, 406]);
   });
 
@@ -352,7 +358,7 @@ describe('kubevirt-ramp', () => {
       kind: 'abort',
       reason: expect.stringMatching(/no progress/),
     });
-    const pc = resolvePolicy('kubevirt-ramp', { allowPostCopy: 'true' });
+    const pc = typed('kubevirt-ramp', KubevirtRampConfigSchema, { allowPostCopy: 'true' });
     expect(pc.policy.setup(pc.config, { downtimeBudgetMs: 300, postcopyPermitted: true }).postcopy).toBe(
       true,
     );
@@ -403,7 +409,7 @@ const threshold = (min: number) => Math.trunc(min * (1 - 0.04));
 const M = 1e6;
 
 describe('kubevirt-stall', () => {
-  const { policy, config } = resolvePolicy('kubevirt-stall');
+  const { policy, config } = typed('kubevirt-stall', KubevirtStallConfigSchema);
   const early: [number, number][] = [
     [1000, 100 * M],
     [11_000, 98 * M],
@@ -432,7 +438,10 @@ describe('kubevirt-stall', () => {
       postcopy: false,
       autoConverge: false,
     });
-    const low = resolvePolicy('kubevirt-stall', { maxDowntimeMs: '200', allowPostCopy: 'true' });
+    const low = typed('kubevirt-stall', KubevirtStallConfigSchema, {
+      maxDowntimeMs: '200',
+      allowPostCopy: 'true',
+    });
     expect(low.policy.setup(low.config, { downtimeBudgetMs: 300, postcopyPermitted: true })).toMatchObject({
       downtimeLimitMs: 200,
       postcopy: true,
@@ -515,7 +524,7 @@ describe('kubevirt-stall', () => {
   });
 
   it('with searchLocalMinima=false switches as soon as it is stalled', () => {
-    const now = resolvePolicy('kubevirt-stall', { searchLocalMinima: 'false' });
+    const now = typed('kubevirt-stall', KubevirtStallConfigSchema, { searchLocalMinima: 'false' });
     expect(now.policy.decide(stallState([...early, [41_000, 105 * M]]), now.config)).toMatchObject({
       kind: 'switchover',
       downtimeLimitMs: 900,
@@ -550,24 +559,30 @@ describe('kubevirt-stall', () => {
   });
 
   it('with workload disruption: post-copy if allowed and permitted, else QEMU maximum downtime-limit', () => {
-    const hard = resolvePolicy('kubevirt-stall', { allowWorkloadDisruption: 'true' });
+    const hard = typed('kubevirt-stall', KubevirtStallConfigSchema, { allowWorkloadDisruption: 'true' });
     const h = hard.policy.decide(flat(500 * M), hard.config);
     expect(h.kind).toBe('switchover');
     expect(h).not.toHaveProperty('downtimeLimitMs');
     expect(h.reason).toMatch(/hard stop-and-copy/);
-    const pc = resolvePolicy('kubevirt-stall', { allowPostCopy: 'true' }); // disruption defaults to it
+    const pc = typed('kubevirt-stall', KubevirtStallConfigSchema, { allowPostCopy: 'true' }); // disruption defaults to it
     expect(pc.policy.decide(flat(500 * M, { postcopyPermitted: true }), pc.config).kind).toBe('postcopy');
     const notPermitted = pc.policy.decide(flat(500 * M), pc.config);
     expect(notPermitted.kind).toBe('switchover');
     expect(notPermitted).not.toHaveProperty('downtimeLimitMs');
     // Post-copy needs both flags: allowPostCopy without disruption takes the pre-copy path.
-    const both = resolvePolicy('kubevirt-stall', { allowPostCopy: 'true', allowWorkloadDisruption: 'false' });
+    const both = typed('kubevirt-stall', KubevirtStallConfigSchema, {
+      allowPostCopy: 'true',
+      allowWorkloadDisruption: 'false',
+    });
     expect(both.policy.decide(flat(500 * M, { postcopyPermitted: true }), both.config).kind).toBe('abort');
   });
 
   it('waits while the implied downtime overruns what is left of 2 × the completion time', () => {
     // scale 0.1: window 4 s, completion time 15 s → budget 30 s − elapsed.
-    const fast = resolvePolicy('kubevirt-stall', { scale: '0.1', allowWorkloadDisruption: 'true' });
+    const fast = typed('kubevirt-stall', KubevirtStallConfigSchema, {
+      scale: '0.1',
+      allowWorkloadDisruption: 'true',
+    });
     const pts = (rem: number): [number, number][] => [
       [1000, rem],
       [5000, rem],
@@ -627,9 +642,12 @@ describe('kubevirt-stall', () => {
       kind: 'abort',
       reason: expect.stringMatching(/completion time 150.0 s/),
     });
-    const pc = resolvePolicy('kubevirt-stall', { allowPostCopy: 'true', allowWorkloadDisruption: 'false' });
+    const pc = typed('kubevirt-stall', KubevirtStallConfigSchema, {
+      allowPostCopy: 'true',
+      allowWorkloadDisruption: 'false',
+    });
     expect(pc.policy.decide({ ...late, postcopyPermitted: true }, pc.config).kind).toBe('postcopy');
-    const hard = resolvePolicy('kubevirt-stall', { allowWorkloadDisruption: 'true' });
+    const hard = typed('kubevirt-stall', KubevirtStallConfigSchema, { allowWorkloadDisruption: 'true' });
     const forced = hard.policy.decide(late, hard.config);
     expect(forced.kind).toBe('switchover');
     expect(forced).not.toHaveProperty('downtimeLimitMs');

@@ -57,7 +57,7 @@ const id = (c: (typeof CONSTANT_CHECKS)[number]) =>
 describe('policy constants on workloads other than the bench’s (simulator)', () => {
   it('checks on workloads whose parameters differ from every bench workload, of the same kinds', () => {
     expect(OTHER_WORKLOADS.filter((w) => BENCH_WORKLOADS.includes(w))).toEqual([]);
-    const kinds = (ws: string[]) => new Set(ws.map((w) => parseWorkload(w).kind));
+    const kinds = (ws: string[]) => new Set<string>(ws.map((w) => parseWorkload(w).kind));
     for (const k of ['burst', 'hotcold', 'phase', 'rate', 'sweep'])
       expect(kinds(OTHER_WORKLOADS).has(k)).toBe(true);
     expect(BENCH_WORKLOADS).toContain('burst:200:1000:2500');

@@ -50,7 +50,7 @@ describe('what runs on every rep', () => {
   });
 
   it('interleave takes one of each group in turn', () => {
-    expect(interleave([[1, 2, 3], ['a'], [true, false]])).toEqual([1, 'a', true, 2, false, 3]);
+    expect(interleave<unknown>([[1, 2, 3], ['a'], [true, false]])).toEqual([1, 'a', true, 2, false, 3]);
     expect(interleave([])).toEqual([]);
   });
 

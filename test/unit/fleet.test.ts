@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as lib from '../../src/index.js';
-import { plannerVerdict, runStrategies } from '../../src/sim/fleet-report.js';
+import { plannerVerdict, runStrategies } from '../../src/bench/fleet-report.js';
 import { buildFleet, readFleet } from '../../src/sim/fleet-spec.js';
 import {
   evacuate,

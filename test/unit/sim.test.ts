@@ -157,7 +157,9 @@ describe('traces', () => {
     expect(bad([header, { ...sample(0, 1), dirtyBytes: -5 }])).toThrow(/bad\.jsonl:2: dirtyBytes/);
     expect(bad([header, sample(500, 1), sample(100, 1)])).toThrow(/bad\.jsonl:3: records out of time order/);
     expect(bad([{ format: 'something-else' }])).toThrow(/bad\.jsonl:1: format/);
-    expect(() => readTrace(path.join(dir, 'missing.jsonl'))).toThrow(/^trace .*missing.jsonl does not exist$/);
+    expect(() => readTrace(path.join(dir, 'missing.jsonl'))).toThrow(
+      /^trace .*missing.jsonl does not exist$/,
+    );
   });
 });
 

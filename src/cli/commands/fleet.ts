@@ -7,7 +7,7 @@ import {
   runStrategies,
   SUMMARY_HEAD,
   summaryRows,
-} from '../../sim/fleet-report.js';
+} from '../../bench/fleet-report.js';
 import { readFleet } from '../../sim/fleet-spec.js';
 import { table } from '../format.js';
 

@@ -3,14 +3,8 @@ import { writeFileAtomic } from '../../util/fs.js';
 import type { Command } from 'commander';
 import { readResults } from '../../bench/results.js';
 import { writeReports } from '../../bench/report.js';
-import {
-  runSweep,
-  simRunLine,
-  sweepResults,
-  validate,
-  validationTable,
-  type SweepOptions,
-} from '../../sim/sweep.js';
+import { runSweep, simRunLine, type SweepOptions } from '../../sim/sweep.js';
+import { sweepResults, validate, validationTable } from '../../bench/sim-results.js';
 import { table } from '../format.js';
 import { runFleetCommand } from './fleet.js';
 import { collect, list, positiveInt, positiveNumber } from '../options.js';
