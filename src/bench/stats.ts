@@ -1,3 +1,5 @@
+import { seededRandom } from '../util/random.js';
+
 /** Small, exact statistics for benchmark tables: medians and percentile spreads of few samples. */
 
 export function quantile(values: number[], q: number): number {
@@ -47,18 +49,6 @@ export function hashSeed(text: string, seed = BOOTSTRAP_SEED): number {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return h;
-}
-
-/** mulberry32: a small seeded generator of uniform numbers in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const finite = (values: number[]) => values.filter((x) => Number.isFinite(x));

@@ -1,3 +1,4 @@
+import { seededRandom } from '../util/random.js';
 import { readInputFile } from '../util/fs.js';
 
 /** A fleet of thousands of VMs described one by one is well under this. */
@@ -108,18 +109,6 @@ export interface Fleet {
   params: Partial<ModelParams>;
 }
 
-/** A small seeded generator (mulberry32): the same file gives the same fleet. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Reads a fleet file (JSON or YAML) and builds the fleet. */
 export async function readFleet(file: string): Promise<Fleet> {
   const text = readInputFile(file, MAX_FLEET_BYTES, 'fleet file');
@@ -178,7 +167,7 @@ function expandVms(
   core: SharedLink | undefined,
   where: string,
 ): FleetVm[] {
-  const pick = rng(spec.seed);
+  const pick = seededRandom(spec.seed);
   const choose = <T>(x: T | T[]): T => (Array.isArray(x) ? x[Math.floor(pick() * x.length)]! : x);
   const classes = new Map<string, PageClass[]>();
   const policies = new Map<string, ResolvedPolicy>();

@@ -5,9 +5,9 @@ import {
   bootstrapRatio,
   hashSeed,
   ratioOf,
-  seededRandom,
   verdictOf,
 } from '../../src/bench/stats.js';
+import { seededRandom } from '../../src/util/random.js';
 import { est, ratioText, rel } from '../../src/bench/report.js';
 
 describe('seeded bootstrap', () => {
