@@ -20,6 +20,13 @@ export function passTimeline(m: MigrationResult): string {
   return table([head, ...rows]);
 }
 
+/** The pass timeline and the one-line outcome a person reads after `migrate` or `attach`. */
+export function outcomeSummary(result: MigrationResult): string {
+  return `${passTimeline(result)}\n${result.outcome}: ${result.reason}; guest runs on ${result.guestRunsOn}; total ${(
+    result.totalTimeMs / 1000
+  ).toFixed(2)} s, downtime ${result.qemuDowntimeMs} ms, sent ${mib(result.transferredBytes)}\n`;
+}
+
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows

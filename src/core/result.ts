@@ -1,5 +1,8 @@
 import type { PassRecord } from '../policy/types.js';
-import type { CoreEvent, Decision, WorkingSetSample } from './controller.js';
+import type { ResolvedPolicy } from '../policy/registry.js';
+import type { Controller, CoreEvent, Decision, WorkingSetSample } from './controller.js';
+import type { Ending } from './ending.js';
+import type { MigrationInfo } from './sample.js';
 import type { GuestRunsOn, Outcome } from './ending.js';
 
 /** One migration as a driver reports it: what happened, where the guest runs, every pass and decision. */
@@ -70,3 +73,85 @@ export interface Progress {
  */
 export type RunEvent =
   CoreEvent | { type: 'progress'; progress: Progress } | { type: 'outcome'; result: MigrationResult };
+
+/** Where the CLI's exit code comes from: where the guest runs decides (README, "Exit codes"). */
+export function resultExitCode(ending: Pick<Ending, 'outcome' | 'guestRunsOn'>): 0 | 1 | 3 {
+  if (ending.outcome === 'completed' && ending.guestRunsOn === 'destination') return 0;
+  if (ending.outcome !== 'completed' && ending.guestRunsOn === 'source') return 1;
+  return 3;
+}
+
+/** What only the driver knows about a run: its endpoints, its clocks, its costs. */
+export interface RunFacts {
+  policy: ResolvedPolicy;
+  downtimeBudgetMs: number;
+  deadlineMs: number;
+  ramBytes: number;
+  endpoints: MigrationResult['endpoints'];
+  /** performance.now() and Date.now() when `migrate` was issued; performance.now() at the end. */
+  startedAt: number;
+  startedWallMs: number;
+  endedAt: number;
+  controllerCpuPct: number;
+  clock?: Partial<MigrationResult['clock']>;
+  /** The driver saw post-copy begin by other means (it started the destination for it). */
+  postcopySeen?: boolean;
+  error?: string;
+}
+
+/** The one builder of a migration's result, from the core's record and the driver's facts. */
+export function buildResult(core: Controller, ending: Ending, f: RunFacts): MigrationResult {
+  const info = core.lastSample;
+  const wallMs = f.endedAt - f.startedAt;
+  const passes = core.passes;
+  const error = f.error ?? (ending.outcome !== 'completed' ? info['error-desc'] : undefined);
+  const iso = (perfMs: number) => new Date(f.startedWallMs + (perfMs - f.startedAt)).toISOString();
+  return {
+    schemaVersion: 1,
+    outcome: ending.outcome,
+    guestRunsOn: ending.guestRunsOn,
+    reason: ending.reason,
+    exitCode: resultExitCode(ending),
+    startedAt: iso(f.startedAt),
+    endedAt: iso(f.endedAt),
+    endpoints: f.endpoints,
+    qemuStatus: info.status ?? 'unknown',
+    policy: f.policy.policy.name,
+    policyConfig: f.policy.config,
+    downtimeBudgetMs: f.downtimeBudgetMs,
+    deadlineMs: f.deadlineMs,
+    ramBytes: f.ramBytes,
+    totalTimeMs: info['total-time'] ?? wallMs,
+    wallMs,
+    qemuDowntimeMs: info.downtime ?? 0,
+    setupTimeMs: info['setup-time'] ?? 0,
+    transferredBytes: info.ram?.transferred ?? passes.reduce((s, p) => s + p.bytesSent, 0),
+    passes,
+    decisions: core.decisions,
+    actionLatencyMs: core.actionLatencyMs,
+    regionSource: core.regionHistory?.source,
+    postcopy: core.postcopyStarted || Boolean(f.postcopySeen),
+    postcopyRecoveries: core.postcopyRecoveries,
+    controllerCpuPct: f.controllerCpuPct,
+    workingSetSamples: core.workingSetSamples,
+    clock: { startedAt: f.startedAt, ...f.clock, endedAt: f.endedAt },
+    ...(error ? { error } : {}),
+  };
+}
+
+/** What a driver shows after a poll, from the core's latest state. */
+export function progressOf(core: Controller, info: MigrationInfo): Progress | undefined {
+  const s = core.latestState;
+  if (!s) return undefined;
+  return {
+    elapsedMs: s.elapsedMs,
+    status: s.status,
+    pass: s.currentPass,
+    remainingBytes: s.remainingBytes,
+    transferredBytes: s.transferredBytes,
+    ramBytes: s.ramBytes,
+    bandwidthBps: s.bandwidthBps,
+    dirtyPagesRate: info.ram?.['dirty-pages-rate'] ?? 0,
+    lastDecision: core.decisions.at(-1),
+  };
+}

@@ -2,7 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Controller, type Command, type DeadlineAction, type Decision } from '../core/controller.js';
 import type { DestinationVerdict, Ending } from '../core/ending.js';
 import type { RegionSource } from '../core/regions.js';
-import type { MigrationResult, Progress, RunEvent } from '../core/result.js';
+import {
+  buildResult,
+  progressOf,
+  type MigrationResult,
+  type Progress,
+  type RunEvent,
+} from '../core/result.js';
 import { TERMINAL_STATUSES, type MigrationInfo } from '../core/sample.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
 import type { LibvirtClient, MigrationHandle, MigrationOutcome } from './client.js';
@@ -270,19 +276,8 @@ export class LibvirtSession {
   }
 
   private progress(info: MigrationInfo): void {
-    const s = this.core.latestState;
-    if (!s) return;
-    const progress: Progress = {
-      elapsedMs: s.elapsedMs,
-      status: s.status,
-      pass: s.currentPass,
-      remainingBytes: s.remainingBytes,
-      transferredBytes: s.transferredBytes,
-      ramBytes: s.ramBytes,
-      bandwidthBps: s.bandwidthBps,
-      dirtyPagesRate: info.ram?.['dirty-pages-rate'] ?? 0,
-      lastDecision: this.core.decisions.at(-1),
-    };
+    const progress = progressOf(this.core, info);
+    if (!progress) return;
     this.opts.onProgress?.(progress);
     this.opts.onEvent?.({ type: 'progress', progress });
   }
@@ -339,41 +334,22 @@ export class LibvirtSession {
   }
 
   private result(ending: Ending): MigrationResult {
-    const info = this.core.lastSample;
-    const wallMs = this.elapsed();
-    const passes = this.core.passes;
-    return {
-      schemaVersion: 1,
-      outcome: ending.outcome,
-      guestRunsOn: ending.guestRunsOn,
-      reason: ending.reason,
-      exitCode: ending.outcome === 'completed' ? 0 : ending.guestRunsOn === 'source' ? 1 : 3,
-      startedAt: new Date(this.startedWallMs).toISOString(),
-      endedAt: new Date(this.startedWallMs + wallMs).toISOString(),
+    const endedAt = performance.now();
+    return buildResult(this.core, ending, {
+      policy: this.opts.policy,
+      downtimeBudgetMs: this.opts.downtimeBudgetMs,
+      deadlineMs: this.opts.deadlineMs,
+      ramBytes: this.core.lastSample.ram?.total ?? 0,
       endpoints: {
         source: `${this.opts.source.uri} domain ${this.opts.domain}`,
         destination: this.opts.start?.destUri ?? this.opts.destination?.uri ?? 'unknown',
         migrateUri: this.opts.start?.migrateUri ?? 'libvirt',
       },
-      qemuStatus: info.status ?? 'unknown',
-      policy: this.opts.policy.policy.name,
-      policyConfig: this.opts.policy.config,
-      downtimeBudgetMs: this.opts.downtimeBudgetMs,
-      deadlineMs: this.opts.deadlineMs,
-      ramBytes: info.ram?.total ?? 0,
-      totalTimeMs: info['total-time'] ?? wallMs,
-      wallMs,
-      qemuDowntimeMs: info.downtime ?? 0,
-      setupTimeMs: info['setup-time'] ?? 0,
-      transferredBytes: info.ram?.transferred ?? passes.reduce((s, p) => s + p.bytesSent, 0),
-      passes,
-      decisions: this.core.decisions,
-      actionLatencyMs: this.core.actionLatencyMs,
-      regionSource: this.core.regionHistory?.source,
-      postcopy: this.core.postcopyStarted,
-      controllerCpuPct: this.cpuPct(wallMs),
-      clock: { startedAt: this.startedAt, endedAt: performance.now() },
-      ...(this.error || this.ended?.error ? { error: this.error ?? this.ended?.error } : {}),
-    };
+      startedAt: this.startedAt,
+      startedWallMs: this.startedWallMs,
+      endedAt,
+      controllerCpuPct: this.cpuPct(endedAt - this.startedAt),
+      error: this.error ?? this.ended?.error,
+    });
   }
 }

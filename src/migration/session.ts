@@ -8,7 +8,13 @@ import {
 } from '../core/controller.js';
 import type { Ending } from '../core/ending.js';
 import type { RecoveryConfig } from '../core/postcopy-recovery.js';
-import type { MigrationResult, Progress, RunEvent } from '../core/result.js';
+import {
+  buildResult,
+  progressOf,
+  type MigrationResult,
+  type Progress,
+  type RunEvent,
+} from '../core/result.js';
 import { MigrationInfoSchema, type MigrationInfo } from '../core/sample.js';
 import { checkMigrationUri } from '../core/uri.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
@@ -20,7 +26,7 @@ import {
   describeTarget,
   type QmpEvent,
 } from '../qmp/index.js';
-import { EXIT, MigrationSetupError } from '../util/errors.js';
+import { MigrationSetupError } from '../util/errors.js';
 import { destinationVerdict } from './destination.js';
 import {
   capabilitiesFor,
@@ -341,19 +347,8 @@ export class MigrationSession {
     const step = this.core.observe(info, this.elapsed());
     if (info.status === 'postcopy-active') await this.startDestinationForPostcopy();
     await this.execute(step.commands);
-    const state = this.core.latestState;
-    if (state) {
-      const progress: Progress = {
-        elapsedMs: state.elapsedMs,
-        status: state.status,
-        pass: state.currentPass,
-        remainingBytes: state.remainingBytes,
-        transferredBytes: state.transferredBytes,
-        ramBytes: state.ramBytes,
-        bandwidthBps: state.bandwidthBps,
-        dirtyPagesRate: info.ram?.['dirty-pages-rate'] ?? 0,
-        lastDecision: this.core.decisions.at(-1),
-      };
+    const progress = progressOf(this.core, info);
+    if (progress) {
       this.opts.onProgress?.(progress);
       this.opts.onEvent?.({ type: 'progress', progress });
     }
@@ -545,57 +540,27 @@ export class MigrationSession {
   }
 
   private result(ending: Ending, endedAt: number, controllerCpuPct: number): MigrationResult {
-    const info = this.core.lastSample;
-    const wallMs = endedAt - this.startedAt;
-    const passes = this.core.passes;
-    const error = this.error ?? (ending.outcome !== 'completed' ? info['error-desc'] : undefined);
-    const iso = (perfMs: number) => new Date(this.startedWallMs + (perfMs - this.startedAt)).toISOString();
-    return {
-      schemaVersion: 1,
-      outcome: ending.outcome,
-      guestRunsOn: ending.guestRunsOn,
-      reason: ending.reason,
-      // The CLI's exit code (migrationExitCode): where the guest runs decides.
-      exitCode:
-        ending.outcome === 'completed' && ending.guestRunsOn === 'destination'
-          ? EXIT.ok
-          : ending.outcome !== 'completed' && ending.guestRunsOn === 'source'
-            ? EXIT.migrationFailed
-            : EXIT.operatorNeeded,
-      startedAt: iso(this.startedAt),
-      endedAt: iso(endedAt),
+    return buildResult(this.core, ending, {
+      policy: this.opts.policy,
+      downtimeBudgetMs: this.opts.downtimeBudgetMs,
+      deadlineMs: this.opts.deadlineMs,
+      ramBytes: this.ramBytes,
       endpoints: {
         source: describeTarget(this.opts.source.target),
         destination: describeTarget(this.opts.destination.target),
         migrateUri: this.opts.migrateUri,
         ...(this.opts.incomingUri ? { incomingUri: this.opts.incomingUri } : {}),
       },
-      qemuStatus: info.status ?? 'unknown',
-      policy: this.opts.policy.policy.name,
-      policyConfig: this.opts.policy.config,
-      downtimeBudgetMs: this.opts.downtimeBudgetMs,
-      deadlineMs: this.opts.deadlineMs,
-      ramBytes: this.ramBytes,
-      totalTimeMs: info['total-time'] ?? wallMs,
-      wallMs,
-      qemuDowntimeMs: info.downtime ?? 0,
-      setupTimeMs: info['setup-time'] ?? 0,
-      transferredBytes: info.ram?.transferred ?? passes.reduce((s, p) => s + p.bytesSent, 0),
-      passes,
-      decisions: this.core.decisions,
-      actionLatencyMs: this.core.actionLatencyMs,
-      regionSource: this.core.regionHistory?.source,
-      postcopy: this.core.postcopyStarted || this.destinationStarted,
-      postcopyRecoveries: this.core.postcopyRecoveries,
+      startedAt: this.startedAt,
+      startedWallMs: this.startedWallMs,
+      endedAt,
       controllerCpuPct,
-      workingSetSamples: this.core.workingSetSamples,
       clock: {
-        startedAt: this.startedAt,
         sourceCompletedAt: this.sourceCompletedAt,
         destinationCompletedAt: this.destinationCompletedAt,
-        endedAt,
       },
-      ...(error ? { error } : {}),
-    };
+      postcopySeen: this.destinationStarted,
+      error: this.error,
+    });
   }
 }

@@ -4,7 +4,7 @@ import { LibvirtSession } from '../../libvirt/libvirt-session.js';
 import { recoverLibvirt } from '../../libvirt/recover.js';
 import { EXIT, UsageError } from '../../util/errors.js';
 import { resolveDeadline } from '../deadline.js';
-import { mib, passTimeline } from '../format.js';
+import { outcomeSummary } from '../format.js';
 import { checkMigrationFlags, migrationOptions } from '../migration-flags.js';
 import { interruptSignal, progressReporter } from '../progress.js';
 import { migrationExitCode } from './migrate.js';
@@ -66,11 +66,7 @@ export async function steerLibvirt(
     }).run();
     progress.done();
     if (!o.json && !o.quiet) {
-      process.stderr.write(
-        `${passTimeline(result)}\n${result.outcome}: ${result.reason}; guest runs on ${result.guestRunsOn}; total ${(
-          result.totalTimeMs / 1000
-        ).toFixed(2)} s, downtime ${result.qemuDowntimeMs} ms, sent ${mib(result.transferredBytes)}\n`,
-      );
+      process.stderr.write(outcomeSummary(result));
     }
     process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
     process.exitCode = migrationExitCode(result);

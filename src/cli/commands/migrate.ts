@@ -1,13 +1,14 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { ControlServer } from '../../migration/control-socket.js';
+import { resultExitCode } from '../../core/result.js';
 import { MigrationSession, type MigrationResult } from '../../migration/session.js';
 import { QmpClient } from '../../qmp/index.js';
 import { MigrationTap } from '../../tap/index.js';
 import { EXIT, MigrationSetupError, UsageError, type ExitCode } from '../../util/errors.js';
 import { resolveDeadline } from '../deadline.js';
 import { QmpUnreachableError } from '../errors.js';
-import { mib, passTimeline } from '../format.js';
+import { outcomeSummary } from '../format.js';
 import { checkMigrationFlags, migrationOptions, regionWarning } from '../migration-flags.js';
 import { interruptSignal, progressReporter } from '../progress.js';
 import { formatRate } from '../rate.js';
@@ -31,9 +32,7 @@ export function migrationExitCode(
   r: Pick<MigrationResult, 'outcome' | 'guestRunsOn'>,
   verified = true,
 ): ExitCode {
-  if (r.outcome === 'completed' && r.guestRunsOn === 'destination' && verified) return EXIT.ok;
-  if (r.outcome !== 'completed' && r.guestRunsOn === 'source') return EXIT.migrationFailed;
-  return EXIT.operatorNeeded;
+  return r.outcome === 'completed' && !verified ? EXIT.operatorNeeded : resultExitCode(r);
 }
 
 /** Connects to a QMP socket named on the command line; failing to is bad input (exit 2). */
@@ -179,11 +178,7 @@ export function register(program: Command): void {
       const result = await session.run();
       progress.done();
       if (!o.json && !o.quiet) {
-        process.stderr.write(
-          `${passTimeline(result)}\n${result.outcome}: ${result.reason}; guest runs on ${result.guestRunsOn}; total ${(
-            result.totalTimeMs / 1000
-          ).toFixed(2)} s, downtime ${result.qemuDowntimeMs} ms, sent ${mib(result.transferredBytes)}\n`,
-        );
+        process.stderr.write(outcomeSummary(result));
       }
       if (outputs.eventsError) process.stderr.write(`kvmigrate: --events stopped: ${outputs.eventsError}\n`);
       // With --events -, stdout is the event stream and the result its last line.
