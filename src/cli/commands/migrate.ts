@@ -71,129 +71,153 @@ async function sourceFacts(source: QmpClient): Promise<{ ramBytes: number; maxBa
   return { ramBytes, maxBandwidthBps: params.success ? params.data['max-bandwidth'] : undefined };
 }
 
+function migrateOptions(cmd: Command): Command {
+  return cmd
+    .description('control a migration between two QEMU instances you run (QMP unix socket or HOST:PORT each)')
+    .option('--src <qmp>', "source's QMP socket path or HOST:PORT")
+    .option('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
+    .option('--uri <uri>', 'where the source sends, e.g. tcp:10.0.0.2:4444 (tcp:, unix:, rdma:, fd:)')
+    .option('--libvirt <uri>', "instead of QMP sockets: the source's libvirt URI (with --domain, --to)")
+    .option('--domain <name>', 'with --libvirt: the domain to migrate')
+    .option('--to <uri>', "with --libvirt: the destination's libvirt URI")
+    .option('--migrate-uri <uri>', 'with --libvirt: where QEMU sends the RAM, tcp:HOST:PORT')
+    .option('--listen-address <addr>', 'with --libvirt: the address the destination QEMU listens on')
+    .option('--incoming <uri>', 'issue migrate-incoming on the destination first (for -incoming defer)')
+    .option(
+      '--tap [addr:port]',
+      'relay through the tap, listening here (default 127.0.0.1, any port); needs a tcp: --uri',
+    )
+    .option(
+      '--control-socket <path>',
+      'listen for kvmigrate ctl here (default $XDG_RUNTIME_DIR/kvmigrate/PID.sock, /run/kvmigrate/ or TMPDIR)',
+    )
+    .option('--no-control-socket', 'no control socket');
+}
+
 export function register(program: Command): void {
-  migrationOptions(
-    runOutputOptions(program.command('migrate'))
-      .description(
-        'control a migration between two QEMU instances you run (QMP unix socket or HOST:PORT each)',
-      )
-      .option('--src <qmp>', "source's QMP socket path or HOST:PORT")
-      .option('--dst <qmp>', "destination's QMP socket path or HOST:PORT")
-      .option('--uri <uri>', 'where the source sends, e.g. tcp:10.0.0.2:4444 (tcp:, unix:, rdma:, fd:)')
-      .option('--libvirt <uri>', "instead of QMP sockets: the source's libvirt URI (with --domain, --to)")
-      .option('--domain <name>', 'with --libvirt: the domain to migrate')
-      .option('--to <uri>', "with --libvirt: the destination's libvirt URI")
-      .option('--migrate-uri <uri>', 'with --libvirt: where QEMU sends the RAM, tcp:HOST:PORT')
-      .option('--listen-address <addr>', 'with --libvirt: the address the destination QEMU listens on')
-      .option('--incoming <uri>', 'issue migrate-incoming on the destination first (for -incoming defer)')
-      .option(
-        '--tap [addr:port]',
-        'relay through the tap, listening here (default 127.0.0.1, any port); needs a tcp: --uri',
-      )
-      .option(
-        '--control-socket <path>',
-        'listen for kvmigrate ctl here (default $XDG_RUNTIME_DIR/kvmigrate/PID.sock, /run/kvmigrate/ or TMPDIR)',
-      )
-      .option('--no-control-socket', 'no control socket'),
-  ).action(async (o, cmd: Command) => {
-    if (o.libvirt) return steerLibvirt(o, cmd.getOptionValueSource('policy') === 'cli', true);
-    for (const f of ['src', 'dst', 'uri'] as const)
-      if (!o[f]) throw new UsageError(`migrate needs --${f} (or --libvirt URI --domain NAME --to DEST_URI)`);
-    const flags = checkMigrationFlags(o, cmd.getOptionValueSource('policy') === 'cli');
-    const upstream = o.tap ? tapUpstream(o.uri) : undefined;
-    if (!upstream) {
-      const warning = regionWarning(flags.policy, flags.downtimeBudgetMs, flags.postcopyPermitted);
-      if (warning) process.stderr.write(`kvmigrate: ${warning}\n`);
-    }
-    const outputs = await RunOutputs.open(o, {
-      policy: flags.policy.policy.name,
-      source: o.src,
-      destination: o.dst,
-      migrateUri: o.uri,
-    });
-    if (outputs.metricsUrl && !o.quiet) process.stderr.write(`kvmigrate: metrics on ${outputs.metricsUrl}\n`);
-    const source = await connect(o.src).catch(async (e) => {
-      await outputs.close();
-      throw e;
-    });
-    const destination = await connect(o.dst).catch(async (e) => {
-      source.close();
-      await outputs.close();
-      throw e;
-    });
-    let tap: MigrationTap | undefined;
-    let control: ControlServer | undefined;
-    try {
-      const facts = await sourceFacts(source);
-      const rateBps = flags.maxBandwidthBps ?? facts.maxBandwidthBps;
-      const deadline = resolveDeadline({
-        deadlineS: flags.deadlineS,
-        perGiBS: flags.perGiBS,
-        ramBytes: facts.ramBytes,
-        bandwidthBps: rateBps,
-      });
-      if (upstream) {
-        const [listenHost, listenPort] = typeof o.tap === 'string' ? o.tap.split(':') : ['127.0.0.1', '0'];
-        tap = await MigrationTap.start({
-          ...upstream,
-          listenHost,
-          listenPort: Number(listenPort),
-          ramBytes: facts.ramBytes,
-        });
-      }
-      const progress = progressReporter(o.quiet || o.json, [
-        `deadline ${deadline.why}, then ${flags.onDeadline}`,
-        ...(flags.maxBandwidthBps !== undefined
-          ? [`max-bandwidth ${formatRate(flags.maxBandwidthBps)}`]
-          : []),
-      ]);
-      const session = new MigrationSession({
-        source,
-        destination,
-        migrateUri: tap?.uri ?? o.uri,
-        regionSource: tap,
-        incomingUri: o.incoming,
-        policy: flags.policy,
-        downtimeBudgetMs: flags.downtimeBudgetMs,
-        deadlineMs: deadline.ms,
-        onDeadline: flags.onDeadline,
-        postcopyPermitted: flags.postcopyPermitted,
-        maxBandwidthBps: flags.maxBandwidthBps,
-        postcopyBandwidthBps: flags.postcopyBandwidthBps,
-        // In post-copy the guest must run on the destination: one started with -S (as the README
-        // says) is started when post-copy begins (a policy's switch or kvmigrate ctl postcopy).
-        startDestinationOnPostcopy: true,
-        signal: interruptSignal(),
-        ...progress,
-        onEvent: outputs.onEvent,
-      });
-      if (o.controlSocket !== false) {
-        control = await ControlServer.listen(session, o.controlSocket);
-        outputs.listen(control.observe);
-        if (!o.quiet)
-          process.stderr.write(
-            `kvmigrate: control socket ${control.path} (kvmigrate ctl ${control.path} status|force-complete|postcopy|abort|set-downtime MS)\n`,
-          );
-      }
-      const result = await session.run();
-      progress.done();
-      if (!o.json && !o.quiet) {
-        process.stderr.write(outcomeSummary(result));
-      }
-      if (outputs.eventsError) process.stderr.write(`kvmigrate: --events stopped: ${outputs.eventsError}\n`);
-      // With --events -, stdout is the event stream and the result its last line.
-      if (!outputs.eventsOnStdout)
-        process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
-      process.exitCode = migrationExitCode(result);
-    } catch (err) {
-      outputs.failed(err);
-      throw err;
-    } finally {
-      await control?.close();
-      await outputs.close();
-      await tap?.close();
-      source.close();
-      destination.close();
-    }
+  migrationOptions(migrateOptions(runOutputOptions(program.command('migrate')))).action(
+    async (o, cmd: Command) => {
+      const policyGiven = cmd.getOptionValueSource('policy') === 'cli';
+      if (o.libvirt) return steerLibvirt(o, policyGiven, true);
+      for (const f of ['src', 'dst', 'uri'] as const)
+        if (!o[f])
+          throw new UsageError(`migrate needs --${f} (or --libvirt URI --domain NAME --to DEST_URI)`);
+      await migrateQmp(o, checkMigrationFlags(o, policyGiven));
+    },
+  );
+}
+
+type MigrateFlags = ReturnType<typeof checkMigrationFlags>;
+
+/** `migrate`'s own options on the QMP path, as commander hands them over. */
+interface QmpMigrateValues {
+  src: string;
+  dst: string;
+  uri: string;
+  incoming?: string;
+  tap?: string | true;
+  controlSocket?: string | false;
+  json?: boolean;
+  quiet?: boolean;
+  events?: string;
+  metrics?: string;
+  metricsLinger?: string;
+}
+
+/** `migrate` on two QMP sockets: connect, size the deadline, start the tap and control socket, run, report. */
+async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<void> {
+  const upstream = o.tap ? tapUpstream(o.uri) : undefined;
+  if (!upstream) {
+    const warning = regionWarning(flags.policy, flags.downtimeBudgetMs, flags.postcopyPermitted);
+    if (warning) process.stderr.write(`kvmigrate: ${warning}\n`);
+  }
+  const outputs = await RunOutputs.open(o, {
+    policy: flags.policy.policy.name,
+    source: o.src,
+    destination: o.dst,
+    migrateUri: o.uri,
   });
+  if (outputs.metricsUrl && !o.quiet) process.stderr.write(`kvmigrate: metrics on ${outputs.metricsUrl}\n`);
+  const source = await connect(o.src).catch(async (e) => {
+    await outputs.close();
+    throw e;
+  });
+  const destination = await connect(o.dst).catch(async (e) => {
+    source.close();
+    await outputs.close();
+    throw e;
+  });
+  let tap: MigrationTap | undefined;
+  let control: ControlServer | undefined;
+  try {
+    const facts = await sourceFacts(source);
+    const deadline = resolveDeadline({
+      deadlineS: flags.deadlineS,
+      perGiBS: flags.perGiBS,
+      ramBytes: facts.ramBytes,
+      bandwidthBps: flags.maxBandwidthBps ?? facts.maxBandwidthBps,
+    });
+    if (upstream) tap = await startTap(o.tap ?? true, upstream, facts.ramBytes);
+    const progress = progressReporter(Boolean(o.quiet || o.json), [
+      `deadline ${deadline.why}, then ${flags.onDeadline}`,
+      ...(flags.maxBandwidthBps !== undefined ? [`max-bandwidth ${formatRate(flags.maxBandwidthBps)}`] : []),
+    ]);
+    const session = new MigrationSession({
+      source,
+      destination,
+      migrateUri: tap?.uri ?? o.uri,
+      regionSource: tap,
+      incomingUri: o.incoming,
+      policy: flags.policy,
+      downtimeBudgetMs: flags.downtimeBudgetMs,
+      deadlineMs: deadline.ms,
+      onDeadline: flags.onDeadline,
+      postcopyPermitted: flags.postcopyPermitted,
+      maxBandwidthBps: flags.maxBandwidthBps,
+      postcopyBandwidthBps: flags.postcopyBandwidthBps,
+      // In post-copy the guest must run on the destination: one started with -S (as the README
+      // says) is started when post-copy begins (a policy's switch or kvmigrate ctl postcopy).
+      startDestinationOnPostcopy: true,
+      signal: interruptSignal(),
+      ...progress,
+      onEvent: outputs.onEvent,
+    });
+    if (o.controlSocket !== false) control = await openControl(session, o, outputs);
+    const result = await session.run();
+    progress.done();
+    if (!o.json && !o.quiet) process.stderr.write(outcomeSummary(result));
+    if (outputs.eventsError) process.stderr.write(`kvmigrate: --events stopped: ${outputs.eventsError}\n`);
+    // With --events -, stdout is the event stream and the result its last line.
+    if (!outputs.eventsOnStdout)
+      process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
+    process.exitCode = migrationExitCode(result);
+  } catch (err) {
+    outputs.failed(err);
+    throw err;
+  } finally {
+    await control?.close();
+    await outputs.close();
+    await tap?.close();
+    source.close();
+    destination.close();
+  }
+}
+
+async function startTap(
+  at: string | true,
+  upstream: ReturnType<typeof tapUpstream>,
+  ramBytes: number,
+): Promise<MigrationTap> {
+  const [listenHost, listenPort] = typeof at === 'string' ? at.split(':') : ['127.0.0.1', '0'];
+  return MigrationTap.start({ ...upstream, listenHost, listenPort: Number(listenPort), ramBytes });
+}
+
+async function openControl(session: MigrationSession, o: QmpMigrateValues, outputs: RunOutputs) {
+  const control = await ControlServer.listen(session, o.controlSocket || undefined);
+  outputs.listen(control.observe);
+  if (!o.quiet)
+    process.stderr.write(
+      `kvmigrate: control socket ${control.path} (kvmigrate ctl ${control.path} status|force-complete|postcopy|abort|set-downtime MS)\n`,
+    );
+  return control;
 }
