@@ -94,6 +94,8 @@ export interface SessionOptions {
   onDecision?: (d: Decision) => void;
   /** Every event of the run as it happens (passes, decisions, commands, polls, the outcome). */
   onEvent?: (e: RunEvent) => void;
+  /** Called once `migrate` was issued (after every check passed): a good moment to say where to reach us. */
+  onStarted?: () => void;
 }
 
 /** True when nothing listens on a monitor whose connection closed: its QEMU is gone. */
@@ -181,6 +183,7 @@ export class MigrationSession {
       this.startedAt = performance.now();
       this.startedWallMs = Date.now();
       await src.execute('migrate', { uri: this.opts.migrateUri });
+      this.opts.onStarted?.();
       const windows = this.opts.workingSetWindowsMs ?? this.core.setup.workingSetWindowsMs;
       const sampling = windows?.length ? this.sampleWorkingSet(windows) : undefined;
       await this.loop();

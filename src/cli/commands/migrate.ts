@@ -149,6 +149,7 @@ async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<voi
   });
   let tap: MigrationTap | undefined;
   let control: ControlServer | undefined;
+  let announce: (() => void) | undefined;
   try {
     const facts = await sourceFacts(source);
     const deadline = resolveDeadline({
@@ -181,8 +182,10 @@ async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<voi
       signal: interruptSignal(),
       ...progress,
       onEvent: outputs.onEvent,
+      onStarted: () => announce?.(),
     });
-    if (o.controlSocket !== false) control = await openControl(session, o, outputs);
+    // Said once the migration started, so a refusal before it stays the only line on stderr.
+    if (o.controlSocket !== false) ({ control, announce } = await openControl(session, o, outputs));
     const result = await session.run();
     progress.done();
     if (!o.json && !o.quiet) process.stderr.write(outcomeSummary(result));
@@ -215,9 +218,11 @@ async function startTap(
 async function openControl(session: MigrationSession, o: QmpMigrateValues, outputs: RunOutputs) {
   const control = await ControlServer.listen(session, o.controlSocket || undefined);
   outputs.listen(control.observe);
-  if (!o.quiet)
-    process.stderr.write(
-      `kvmigrate: control socket ${control.path} (kvmigrate ctl ${control.path} status|force-complete|postcopy|abort|set-downtime MS)\n`,
-    );
-  return control;
+  const announce = () => {
+    if (!o.quiet)
+      process.stderr.write(
+        `kvmigrate: control socket ${control.path} (kvmigrate ctl ${control.path} status|force-complete|postcopy|abort|set-downtime MS)\n`,
+      );
+  };
+  return { control, announce };
 }
