@@ -305,7 +305,8 @@ function predictionError(results: Results): Block[] {
 
 const CSV_COLUMNS: (keyof RunRecord)[] = [
   'key', 'workload', 'policy', 'rep', 'role', 'success', 'sloSuccess', 'outcome', 'totalTimeMs', 'wallMs',
-  'totalStallMs', 'longestSilenceMs', 'slowdown', 'qemuDowntimeMs', 'guestDowntimeMs', 'transferredBytes',
+  'totalStallMs', 'longestSilenceMs', 'slowdown', 'appP99Ms', 'appMaxMs', 'appBaselineP99Ms', 'qemuDowntimeMs',
+  'guestDowntimeMs', 'transferredBytes',
   'linkBytes', 'passes', 'differingPages', 'guestCheckOk', 'controllerCpuPct', 'actionLatencyMs',
   'predictedDowntimeMs', 'verification', 'commit', 'reason',
 ]; // prettier-ignore

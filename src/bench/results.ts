@@ -43,6 +43,11 @@ export const RunRecordSchema = z.object({
   longestSilenceMs: z.number().nullable().optional(),
   /** Workload progress per second during pre-copy ÷ before the migration (1 = unaffected). */
   slowdown: z.number().nullable().optional(),
+  /** A real application's request latency in the migration window, on the host's clock (app workloads), ms. */
+  appP99Ms: z.number().nullable().optional(),
+  appMaxMs: z.number().nullable().optional(),
+  /** The same p99 before `migrate`. */
+  appBaselineP99Ms: z.number().nullable().optional(),
   /** The commit the run's code came from, and whether the tree had changes beyond it. */
   commit: z.string().nullable().optional(),
   dirty: z.boolean().nullable().optional(),

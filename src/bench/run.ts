@@ -4,7 +4,7 @@ import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { formatLink, parseLink } from '../lab/link.js';
-import { parseWorkload } from '../lab/workload.js';
+import { parseLabWorkload } from '../util/specs.js';
 import { POLICIES, resolvePolicy } from '../policy/index.js';
 import { RELAXED_LADDER } from '../policy/relaxed.js';
 import { probeQemuVersion } from '../qemu/index.js';
@@ -76,7 +76,7 @@ export interface BenchOptions {
 
 /** Checks names before anything runs. */
 export function validateBench(opts: BenchOptions): void {
-  for (const w of opts.workloads) parseWorkload(w);
+  for (const w of opts.workloads) parseLabWorkload(w);
   parseLink(opts.link);
   for (const p of opts.policies) {
     if (p !== 'oracle' && !POLICIES[p]) {
@@ -165,6 +165,9 @@ export function toRunRecord(
     totalStallMs: stall,
     longestSilenceMs: r.guestStall?.longestSilenceMs ?? null,
     slowdown: r.guestStall?.slowdown ?? null,
+    appP99Ms: r.appLatency?.p99Ms ?? null,
+    appMaxMs: r.appLatency?.maxMs ?? null,
+    appBaselineP99Ms: r.appLatency?.baseline.p99Ms ?? null,
     transferredBytes: m.transferredBytes,
     linkBytes: r.linkBytes ?? null,
     passes: m.passes.length,
@@ -264,7 +267,7 @@ async function runOne(
 ): Promise<RunRecord> {
   const policy = resolvePolicy(p.policyName, p.config);
   const lab = await Lab.start({
-    workload: parseWorkload(p.workload),
+    workload: parseLabWorkload(p.workload),
     ramMiB: opts.ramMiB,
     link: parseLink(opts.link),
     tap: opts.tap,

@@ -51,7 +51,7 @@ export function labSummary(r: LabMigrationResult): string {
   const m = r.migration;
   const lines = [
     `${r.success ? 'SUCCESS' : 'FAILED'}: ${m.outcome} — ${m.reason}`,
-    `policy ${m.policy}, total ${sec(m.totalTimeMs)}, QEMU downtime ${m.qemuDowntimeMs} ms, guest-observed downtime ${
+    `policy ${m.policy}, total ${sec(m.totalTimeMs)}, QEMU downtime ${m.qemuDowntimeMs} ms, guest total stall ${
       r.guestDowntimeMs === undefined ? 'n/a' : `${r.guestDowntimeMs.toFixed(0)} ms`
     }, sent ${mib(m.transferredBytes)}, ${m.passes.length} passes`,
   ];
@@ -61,6 +61,13 @@ export function labSummary(r: LabMigrationResult): string {
       `verified: ${v.ram ? `${v.ram.differingPages} of ${v.ram.pagesCompared} pages differ` : `no RAM compare (${v.ramSkipped})`}; guest check: ${v.guestCheck.line}; heartbeat ${
         v.heartbeatResumed ? 'resumed' : 'DID NOT resume'
       } on the destination`,
+    );
+  }
+  if (r.appLatency) {
+    const a = r.appLatency;
+    const ms = (x: number | null) => (x === null ? 'n/a' : `${x.toFixed(0)} ms`);
+    lines.push(
+      `application latency in the migration window: p99 ${ms(a.p99Ms)}, max ${ms(a.maxMs)} (before: p99 ${ms(a.baseline.p99Ms)}); longest pause inside one request ${ms(a.longestPauseInRequestMs)}`,
     );
   }
   if (r.sourceRunsOn !== undefined) {

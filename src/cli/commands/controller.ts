@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { measureControllerCost } from '../../bench/controller-cost.js';
 import { parseLink } from '../../lab/link.js';
-import { parseWorkload } from '../../lab/workload.js';
+import { parseWorkload } from '../../util/specs.js';
 import { positiveInt } from '../options.js';
 
 /** `bench controller`: registered under `bench`. */

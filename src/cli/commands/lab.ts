@@ -4,7 +4,7 @@ import { cleanLeftovers } from '../../lab/clean.js';
 import { FAULT_CASES, faultTable, runFaultCase, type FaultRow } from '../../lab/faults.js';
 import { Lab, migrateLab, type LabMigrationResult } from '../../lab/lab.js';
 import { parseLink } from '../../lab/link.js';
-import { parseWorkload } from '../../lab/workload.js';
+import { parseLabWorkload } from '../../util/specs.js';
 import { EXIT, UsageError } from '../../util/errors.js';
 import { resolveDeadline } from '../deadline.js';
 import { labSummary, passTimeline } from '../format.js';
@@ -30,7 +30,7 @@ function registerMigrate(lab: Command): void {
       new Option('--downtime <ms>', 'alias of --downtime-budget').argParser(positiveNumber('--downtime')),
     )
     .action(async (o, cmd: Command) => {
-      const workload = parseWorkload(o.workload);
+      const workload = parseLabWorkload(o.workload);
       const link = parseLink(o.link);
       const flags = checkMigrationFlags(
         { ...o, downtimeBudget: o.downtime ?? o.downtimeBudget },

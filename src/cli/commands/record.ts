@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Lab, migrateLab, type LabMigrationResult } from '../../lab/lab.js';
 import { parseLink } from '../../lab/link.js';
-import { parseWorkload } from '../../lab/workload.js';
+import { parseLabWorkload } from '../../util/specs.js';
 import { resolvePolicy } from '../../policy/index.js';
 import { probeQemuVersion } from '../../qemu/index.js';
 import { traceFromMigration, writeTrace } from '../../sim/trace.js';
@@ -26,7 +26,7 @@ export function register(program: Command): void {
     .requiredOption('--out <file>', 'trace file to write (JSON lines)')
     .option('--cache-dir <dir>', 'guest image cache')
     .action(async (o) => {
-      const workload = parseWorkload(o.workload);
+      const workload = parseLabWorkload(o.workload);
       const link = parseLink(o.link);
       const signal = interruptSignal();
       const log = (l: string) => process.stderr.write(l + '\n');
