@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { formatLink, parseLink } from '../lab/link.js';
 import { parseLabWorkload } from '../util/specs.js';
-import { POLICIES, resolvePolicy } from '../policy/index.js';
+import { checkPolicyName, resolvePolicy } from '../policy/index.js';
 import { RELAXED_LADDER } from '../policy/relaxed.js';
 import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
@@ -78,13 +78,7 @@ export interface BenchOptions {
 export function validateBench(opts: BenchOptions): void {
   for (const w of opts.workloads) parseLabWorkload(w);
   parseLink(opts.link);
-  for (const p of opts.policies) {
-    if (p !== 'oracle' && !POLICIES[p]) {
-      throw new UsageError(
-        `unknown policy '${p}': choose from ${[...Object.keys(POLICIES), 'oracle'].join(', ')}`,
-      );
-    }
-  }
+  for (const p of opts.policies) checkPolicyName(p, ['oracle']);
   if (opts.workloads.length === 0 || opts.policies.length === 0)
     throw new UsageError('name at least one workload and one policy');
   summaryConfig(opts.workloads, opts.summaryWorkloads);

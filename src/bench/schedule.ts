@@ -1,3 +1,4 @@
+import { policyLabel } from '../policy/registry.js';
 /**
  * The bench's run order, as a pure function of its configuration: every policy of the matrix,
  * every rung of the relaxed(L*) ladder and every oracle candidate runs on every rep, interleaved
@@ -25,13 +26,8 @@ export interface PlannedRun extends Unit {
   rep: number;
 }
 
-/** How a policy is shown in reports. */
-export function labelOf(policyName: string, config: Record<string, unknown>): string {
-  if (policyName === 'relaxed') return `relaxed(${String(config.downtimeLimitMs)})`;
-  if (policyName === 'switch-at-pass' || policyName === 'postcopy-after')
-    return `${policyName}(${String(config.pass)})`;
-  return policyName;
-}
+/** How a policy is shown in reports (one definition, in the policy registry). */
+export const labelOf = policyLabel;
 
 const unit = (role: Role, policyName: string, config: Record<string, unknown> = {}): Unit => ({
   role,

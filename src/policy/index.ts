@@ -2,6 +2,8 @@ export * from './types.js';
 export {
   POLICIES,
   resolvePolicy,
+  checkPolicyName,
+  policyLabel,
   parsePolicyOptions,
   PolicyConfigError,
   type ResolvedPolicy,

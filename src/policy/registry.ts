@@ -43,6 +43,25 @@ export const POLICIES: Record<string, Policy<any>> = Object.fromEntries(
   ].map((p) => [p.name, p]),
 );
 
+/** How a policy is shown in reports and results: its name, with the parameter that defines it. */
+export function policyLabel(policyName: string, config: Record<string, unknown>): string {
+  if (policyName === 'relaxed') return `relaxed(${String(config.downtimeLimitMs)})`;
+  if (policyName === 'switch-at-pass' || policyName === 'postcopy-after')
+    return `${policyName}(${String(config.pass)})`;
+  return policyName;
+}
+
+/**
+ * Refuses an unknown policy name in one line, listing what there is. `extra` names the callers'
+ * own pseudo-policies (the bench's `relaxed` = relaxed(L*), `oracle`).
+ */
+export function checkPolicyName(name: string, extra: readonly string[] = []): void {
+  if (POLICIES[name] || extra.includes(name)) return;
+  throw new PolicyConfigError(
+    `unknown policy '${name}': choose one of ${[...Object.keys(POLICIES), ...extra.filter((e) => !POLICIES[e])].join(', ')}`,
+  );
+}
+
 export interface ResolvedPolicy<C = unknown> {
   policy: Policy<C>;
   config: C;
@@ -50,12 +69,8 @@ export interface ResolvedPolicy<C = unknown> {
 
 /** Looks a policy up by name and validates its options (`k=v` strings from the CLI, or an object). */
 export function resolvePolicy(name: string, options: Record<string, unknown> = {}): ResolvedPolicy {
-  const policy = POLICIES[name];
-  if (!policy) {
-    throw new PolicyConfigError(
-      `unknown policy '${name}': choose one of ${Object.keys(POLICIES).join(', ')}`,
-    );
-  }
+  checkPolicyName(name);
+  const policy = POLICIES[name]!;
   const parsed = (policy.configSchema as z.ZodType).safeParse(options);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

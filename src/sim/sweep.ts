@@ -1,6 +1,12 @@
-import { RELAXED_LADDER } from '../policy/relaxed.js';
+import { ladderSearch, RELAXED_LADDER } from '../policy/relaxed.js';
 import { parseLink, parseWorkload, workloadFootprintMib } from '../util/specs.js';
-import { POLICIES, parsePolicyOptions, resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
+import {
+  checkPolicyName,
+  parsePolicyOptions,
+  policyLabel,
+  resolvePolicy,
+  type ResolvedPolicy,
+} from '../policy/index.js';
 import { UsageError } from '../util/errors.js';
 import { workloadClasses, type PageClass } from './model.js';
 import type { ModelParams } from './params.js';
@@ -122,16 +128,11 @@ export function simRunLine(o: Pick<SweepOptions, 'downtimeBudgetMs' | 'deadlineS
   };
 }
 
-function label(p: ResolvedPolicy): string {
-  const cfg = p.config as Record<string, unknown>;
-  return p.policy.name === 'relaxed' ? `relaxed(${cfg.downtimeLimitMs})` : p.policy.name;
-}
+const label = (p: ResolvedPolicy) => policyLabel(p.policy.name, p.config as Record<string, unknown>);
 
 /** Every workload × RAM × link × policy, simulated; relaxed(L*) climbs the ladder per point. */
 export function runSweep(o: SweepOptions): SweepRun[] {
-  for (const p of o.policies)
-    if (p !== 'relaxed' && !POLICIES[p])
-      throw new UsageError(`unknown policy '${p}': choose from ${Object.keys(POLICIES).join(', ')}`);
+  for (const p of o.policies) checkPolicyName(p);
   const options = parsePolicyOptions(o.policyOptions ?? []);
   if (o.policyOptions?.length && o.policies.length !== 1)
     throw new UsageError('--policy-opt sets one policy’s options: name that one policy with --policy');
@@ -166,11 +167,14 @@ export function runSweep(o: SweepOptions): SweepRun[] {
           let policy = resolved.get(name);
           let result: SimResult | undefined;
           if (!policy) {
-            for (const limit of RELAXED_LADDER) {
-              policy = resolvePolicy('relaxed', { downtimeLimitMs: limit });
-              result = sim(policy);
-              if (result.outcome === 'completed') break;
-            }
+            // relaxed(L*): the smallest rung with which QEMU completes by itself.
+            const tried = new Map<number, SimResult>();
+            const rung = (l: number) =>
+              tried.get(l) ?? tried.set(l, sim(resolvePolicy('relaxed', { downtimeLimitMs: l }))).get(l)!;
+            const limit =
+              ladderSearch(RELAXED_LADDER, (l) => rung(l).outcome === 'completed') ?? RELAXED_LADDER.at(-1)!;
+            policy = resolvePolicy('relaxed', { downtimeLimitMs: limit });
+            result = rung(limit);
           }
           result ??= sim(policy!);
           runs.push({
