@@ -50,6 +50,22 @@ export async function findLeftovers(): Promise<Leftovers> {
   return { qemuPids, netns, links, dirs, libvirtdPids };
 }
 
+/**
+ * What a lab (by id) and its processes (by PID) left behind: one leak check for the fault matrix
+ * and the tests. Empty when everything is gone.
+ */
+export async function leaksOf(labId: string, pids: readonly number[]): Promise<string[]> {
+  const left = await findLeftovers();
+  const mine = (name: string) => name.includes(labId);
+  return [
+    ...left.qemuPids.filter((p) => pids.includes(p)).map((p) => `qemu ${p}`),
+    ...(left.libvirtdPids ?? []).filter((p) => pids.includes(p)).map((p) => `libvirtd ${p}`),
+    ...left.netns.filter(mine).map((n) => `netns ${n}`),
+    ...left.links.filter(mine).map((l) => `link ${l}`),
+    ...left.dirs.filter(mine).map((d) => `dir ${d}`),
+  ];
+}
+
 /** The lab id inside a leftover's name: kvmm-<id>-…, kvmm-<id>, kvmm<id>s/d, /etc/libvirt/kvmm-<id>-src.conf. */
 export function labIdOf(name: string): string | undefined {
   const base = path.basename(name);

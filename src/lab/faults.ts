@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Decision, Progress, SessionOptions } from '../migration/session.js';
 import { recoverAt } from '../migration/recover.js';
 import { resolvePolicy } from '../policy/index.js';
-import { findLeftovers } from './clean.js';
+import { leaksOf } from './clean.js';
 import { Lab, migrateLab, type LabOptions } from './lab.js';
 import { parseLink } from './link.js';
 import { longestGap } from './serial.js';
@@ -394,13 +394,7 @@ export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
   } finally {
     await lab.destroy();
   }
-  const left = await findLeftovers();
-  const leaks = [
-    ...left.qemuPids.filter((p) => pids.includes(p)).map((p) => `qemu ${p}`),
-    ...left.netns.filter((n) => n.includes(lab.info.id)),
-    ...left.links.filter((l) => l.includes(lab.info.id)),
-    ...left.dirs.filter((d) => d.includes(lab.info.id)),
-  ];
+  const leaks = await leaksOf(lab.info.id, pids);
   const placed =
     c.expected === 'lost'
       ? row.runsOn === 'none' && row.reported === 'none'

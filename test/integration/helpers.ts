@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import { findLeftovers } from '../../src/lab/clean.js';
+import { leaksOf } from '../../src/lab/clean.js';
 import { Lab, type LabOptions } from '../../src/lab/lab.js';
 
 /** Starts a lab, runs `fn`, always tears it down, then checks nothing of it survives. */
@@ -10,10 +10,6 @@ export async function withLab<T>(opts: LabOptions, fn: (lab: Lab) => Promise<T>)
     return await fn(lab);
   } finally {
     await lab.destroy();
-    const left = await findLeftovers();
-    expect(left.qemuPids.filter((p) => pids.includes(p))).toEqual([]);
-    expect(left.netns.filter((n) => n.includes(lab.info.id))).toEqual([]);
-    expect(left.links.filter((l) => l.includes(lab.info.id))).toEqual([]);
-    expect(left.dirs.filter((d) => d.includes(lab.info.id))).toEqual([]);
+    expect(await leaksOf(lab.info.id, pids)).toEqual([]);
   }
 }

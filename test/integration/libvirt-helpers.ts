@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
 import type { MigrationInfo } from '../../src/core/sample.js';
-import { findLeftovers } from '../../src/lab/clean.js';
+import { findLeftovers, leaksOf } from '../../src/lab/clean.js';
 import type { LibvirtPair } from '../../src/lab/libvirt-pair.js';
 import type { LibvirtClient } from '../../src/libvirt/index.js';
 
@@ -82,14 +82,8 @@ export async function expectPairFound(pair: LibvirtPair): Promise<void> {
 
 /** After teardown: none of the pair's daemons, QEMUs, netns, veth or dirs is left. */
 export async function expectPairGone(pair: LibvirtPair, pids: number[]): Promise<void> {
-  const left = await findLeftovers();
-  const mine = (s: string) => s.includes(pair.id);
-  expect((left.libvirtdPids ?? []).filter((p) => pids.includes(p))).toEqual([]);
-  expect(left.qemuPids.filter((p) => pids.includes(p))).toEqual([]);
+  expect(await leaksOf(pair.id, pids)).toEqual([]);
   for (const pid of pids) expect(alive(pid)).toBe(false);
-  expect(left.netns.filter(mine)).toEqual([]);
-  expect(left.links.filter(mine)).toEqual([]);
-  expect(left.dirs.filter(mine)).toEqual([]);
 }
 
 /** A killed QEMU whose parent is the host's init may linger as a zombie for a moment: that is gone. */
