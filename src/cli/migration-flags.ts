@@ -9,7 +9,7 @@ import {
 import { UsageError } from '../util/errors.js';
 import { MAX_DEADLINE_S } from './deadline.js';
 import { collect, positiveInt, positiveNumber } from './options.js';
-import { RATE_HELP, rateOption } from './rate.js';
+import { qemuRateForWireCap, RATE_HELP, rateOption } from './rate.js';
 
 /** The flags `migrate` and `lab migrate` share: policy, budget, deadlines, bandwidth, output. */
 export function migrationOptions(cmd: Command): Command {
@@ -165,8 +165,10 @@ export function checkMigrationFlags(o: MigrationFlagValues, policyGiven = true):
     perGiBS: o.completionTimeoutPerGib,
     onDeadline: o.onDeadline,
     postcopyPermitted,
-    maxBandwidthBps: o.bandwidth,
-    postcopyBandwidthBps: o.postcopyBandwidth,
+    // --bandwidth caps the wire; QEMU is given a little less (see qemuRateForWireCap).
+    maxBandwidthBps: o.bandwidth === undefined ? undefined : qemuRateForWireCap(o.bandwidth),
+    postcopyBandwidthBps:
+      o.postcopyBandwidth === undefined ? undefined : qemuRateForWireCap(o.postcopyBandwidth),
   };
 }
 

@@ -59,3 +59,11 @@ export function formatRate(bytesPerSecond: number): string {
     bits >= 1e9 ? `${+(bits / 1e9).toFixed(2)} Gbit/s` : bits >= 1e6 ? `${+(bits / 1e6).toFixed(1)} Mbit/s` : `${+(bits / 1e3).toFixed(1)} kbit/s`; // prettier-ignore
   return `${b} (${+(bytesPerSecond / 2 ** 20).toFixed(1)} MiB/s)`;
 }
+
+/**
+ * The max-bandwidth to give QEMU so that the wire stays under an operator's cap. QEMU's limiter
+ * counts payload per ~100 ms window and overshoots, and TCP/IP adds its headers: measured on the
+ * lab's veth, a 200 Mbit/s max-bandwidth put up to 224 Mbit/s on the wire over 1 s windows.
+ */
+export const WIRE_SHARE = 0.85;
+export const qemuRateForWireCap = (capBps: number) => Math.floor(capBps * WIRE_SHARE);

@@ -1,3 +1,4 @@
+import { qemuRateForWireCap } from '../../src/cli/rate.js';
 import { CommanderError } from 'commander';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
@@ -15,10 +16,10 @@ import { EXIT, LabError } from '../../src/util/errors.js';
 const base: MigrationFlagValues = { policy: 'stock', downtimeBudget: 300, onDeadline: 'abort' };
 
 describe('checkMigrationFlags', () => {
-  it('passes the rates and deadlines through', () => {
+  it('passes the rates and deadlines through; QEMU gets a little under the wire cap', () => {
     const f = checkMigrationFlags({ ...base, bandwidth: 25e6, completionTimeoutPerGib: 150 });
     expect(f).toMatchObject({
-      maxBandwidthBps: 25e6,
+      maxBandwidthBps: qemuRateForWireCap(25e6),
       perGiBS: 150,
       deadlineS: undefined,
       postcopyPermitted: false,
