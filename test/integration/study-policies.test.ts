@@ -66,10 +66,11 @@ describe('adaptive: the options beyond switch-now', () => {
         expect(r.verification!.ram!.differingPages).toBe(0);
         expect(r.success).toBe(true);
         downtime[policy] = r.guestDowntimeMs!;
-        if (policy === 'adaptive')
-          expect(r.migration.decisions.some((d) => /wait for a quiet phase/.test(d.action.reason))).toBe(
-            true,
-          );
+        // Where the migration starts in the burst cycle varies: QEMU may converge by itself in a
+        // quiet phase (adaptive then does nothing); if adaptive forces the switch, it waited first.
+        const ds = r.migration.decisions;
+        if (policy === 'adaptive' && ds.some((d) => d.action.kind === 'switchover'))
+          expect(ds.some((d) => /wait for a quiet phase/.test(d.action.reason))).toBe(true);
       });
     }
     // Measured: ~350 ms vs ~1850 ms. The assertion is on the ordering, not on the speed.
