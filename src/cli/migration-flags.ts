@@ -185,3 +185,16 @@ export function regionWarning(
     name === 'mp' ? 'mp runs as frs (its fallback)' : `${name} decides without them`
   }`;
 }
+
+/** The session options every migrating command takes from the shared flags and its deadline. */
+export function sessionFromFlags(flags: MigrationFlags, deadlineMs: number) {
+  return {
+    policy: flags.policy,
+    downtimeBudgetMs: flags.downtimeBudgetMs,
+    deadlineMs,
+    onDeadline: flags.onDeadline,
+    postcopyPermitted: flags.postcopyPermitted,
+    maxBandwidthBps: flags.maxBandwidthBps,
+    postcopyBandwidthBps: flags.postcopyBandwidthBps,
+  };
+}

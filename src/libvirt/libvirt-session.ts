@@ -143,12 +143,7 @@ export class LibvirtSession {
     if (setup.wantsRegions && this.opts.regionSampler) {
       this.regionSource = await this.opts.regionSampler().catch(() => undefined);
       const rs = this.regionSource;
-      if (rs)
-        this.core.attachRegions({
-          source: rs.source,
-          regionBytes: rs.regionBytes,
-          regionCount: rs.regionCount,
-        });
+      if (rs) this.core.attachRegions(rs);
     }
   }
 

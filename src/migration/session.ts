@@ -297,12 +297,7 @@ export class MigrationSession {
       this.opts.regionSource ??
       (this.core.setup.wantsRegions ? await this.opts.regionSampler?.() : undefined);
     this.regionSource = rs;
-    if (rs)
-      this.core.attachRegions({
-        source: rs.source,
-        regionBytes: rs.regionBytes,
-        regionCount: rs.regionCount,
-      });
+    if (rs) this.core.attachRegions(rs);
   }
 
   private elapsed(): number {

@@ -8,7 +8,7 @@ import { parseLabWorkload } from '../../util/specs.js';
 import { EXIT, UsageError } from '../../util/errors.js';
 import { resolveDeadline } from '../deadline.js';
 import { labSummary, passTimeline } from '../format.js';
-import { checkMigrationFlags, migrationOptions } from '../migration-flags.js';
+import { checkMigrationFlags, migrationOptions, sessionFromFlags } from '../migration-flags.js';
 import { accel, positiveInt, positiveNumber } from '../options.js';
 import { interruptSignal, progressReporter } from '../progress.js';
 import { RunOutputs, runOutputOptions } from '../run-outputs.js';
@@ -69,13 +69,7 @@ function registerMigrate(lab: Command): void {
           `deadline ${deadline.why}, then ${flags.onDeadline}`,
         ]);
         result = await migrateLab(pair, {
-          policy: flags.policy,
-          downtimeBudgetMs: flags.downtimeBudgetMs,
-          deadlineMs: deadline.ms,
-          onDeadline: flags.onDeadline,
-          postcopyPermitted: flags.postcopyPermitted,
-          maxBandwidthBps: flags.maxBandwidthBps,
-          postcopyBandwidthBps: flags.postcopyBandwidthBps,
+          ...sessionFromFlags(flags, deadline.ms),
           signal,
           ...progress,
           onEvent: outputs.onEvent,

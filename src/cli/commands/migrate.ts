@@ -9,7 +9,12 @@ import { EXIT, MigrationSetupError, UsageError, type ExitCode } from '../../util
 import { resolveDeadline } from '../deadline.js';
 import { QmpUnreachableError } from '../errors.js';
 import { outcomeSummary } from '../format.js';
-import { checkMigrationFlags, migrationOptions, regionWarning } from '../migration-flags.js';
+import {
+  checkMigrationFlags,
+  migrationOptions,
+  regionWarning,
+  sessionFromFlags,
+} from '../migration-flags.js';
 import { interruptSignal, progressReporter } from '../progress.js';
 import { formatRate } from '../rate.js';
 import { RunOutputs, runOutputOptions } from '../run-outputs.js';
@@ -169,13 +174,7 @@ async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<voi
       migrateUri: tap?.uri ?? o.uri,
       regionSource: tap,
       incomingUri: o.incoming,
-      policy: flags.policy,
-      downtimeBudgetMs: flags.downtimeBudgetMs,
-      deadlineMs: deadline.ms,
-      onDeadline: flags.onDeadline,
-      postcopyPermitted: flags.postcopyPermitted,
-      maxBandwidthBps: flags.maxBandwidthBps,
-      postcopyBandwidthBps: flags.postcopyBandwidthBps,
+      ...sessionFromFlags(flags, deadline.ms),
       // In post-copy the guest must run on the destination: one started with -S (as the README
       // says) is started when post-copy begins (a policy's switch or kvmigrate ctl postcopy).
       startDestinationOnPostcopy: true,
