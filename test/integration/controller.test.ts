@@ -4,26 +4,9 @@ import { migrateLab, type Lab } from '../../src/lab/lab.js';
 import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
 import { resolvePolicy } from '../../src/policy/index.js';
-import { withLab } from './helpers.js';
+import { withLab, expectOneGuestRuns } from './helpers.js';
 
 const memoryIntensive = { workload: parseWorkload('random:200'), ramMiB: 512, link: parseLink('1gbit') };
-
-/** Exactly one guest runs afterwards, beating and with its memory intact. */
-async function expectOneGuestRuns(lab: Lab, where: 'source' | 'destination') {
-  const [vm, other, console] =
-    where === 'source'
-      ? [lab.source, lab.destination, lab.sourceConsole]
-      : [lab.destination, lab.source, lab.destinationConsole];
-  expect((await vm.qmp.execute<{ status: string }>('query-status')).status).toBe('running');
-  if (other.alive) {
-    const s = await other.qmp.execute<{ status: string }>('query-status').catch(() => ({ status: 'gone' }));
-    expect(s.status).not.toBe('running');
-  }
-  const since = performance.now();
-  await new Promise((r) => setTimeout(r, 300));
-  expect(console.beatsAfter(since).length).toBeGreaterThanOrEqual(3);
-  expect((await console.integrityCheck()).ok).toBe(true);
-}
 
 describe('the controller acts, and exactly one guest runs afterwards', () => {
   it('postcopy: post-copy after the bulk pass completes; the destination runs, intact', async () => {

@@ -9,7 +9,7 @@ import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
 import type { MigrationResult } from '../../src/migration/session.js';
 import { EXIT } from '../../src/util/errors.js';
-import { withLab } from './helpers.js';
+import { withLab, expectOneGuestRuns } from './helpers.js';
 
 // Acting on a running migration (issue 15 item 6) on real QEMU: `kvmigrate migrate` on a lab pair
 // with a guest that never converges under the stock policy (random:200 on 512 MiB over 1 Gbit,
@@ -88,23 +88,6 @@ function checkEvents(text: string, result: MigrationResult) {
   expect(last.type).toBe('outcome');
   expect(last.type === 'outcome' && last.result).toEqual(result);
   expect(MigrationResultSchema.parse(result)).toEqual(result);
-}
-
-/** Exactly one guest runs afterwards, beating and with its memory intact. */
-async function expectOneGuestRuns(lab: Lab, where: 'source' | 'destination') {
-  const [vm, other, console] =
-    where === 'source'
-      ? [lab.source, lab.destination, lab.sourceConsole]
-      : [lab.destination, lab.source, lab.destinationConsole];
-  expect((await vm.qmp.execute<{ status: string }>('query-status')).status).toBe('running');
-  if (other.alive) {
-    const s = await other.qmp.execute<{ status: string }>('query-status').catch(() => ({ status: 'gone' }));
-    expect(s.status).not.toBe('running');
-  }
-  const since = performance.now();
-  await new Promise((r) => setTimeout(r, 300));
-  expect(console.beatsAfter(since).length).toBeGreaterThanOrEqual(3);
-  expect((await console.integrityCheck()).ok).toBe(true);
 }
 
 describe('kvmigrate ctl on a real migration that never converges by itself', () => {
