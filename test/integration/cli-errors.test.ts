@@ -8,6 +8,7 @@ import { resolveDeadline } from '../../src/cli/deadline.js';
 import { findLeftovers } from '../../src/lab/clean.js';
 import { LAB_PREFIX } from '../../src/lab/link.js';
 import { EXIT } from '../../src/util/errors.js';
+import { qemuRateForWireCap } from '../../src/cli/rate.js';
 
 function kvmigrate(args: string[], env: Record<string, string> = {}) {
   const r = spawnSync('node', ['bin/kvmigrate.js', ...args], {
@@ -572,8 +573,9 @@ describe('migrate flags are checked together, before anything is touched (exit 2
     };
     // QEMU's max-bandwidth (128 MiB/s, from the fake): 60 s + 3 × 512 s.
     expect(await run()).toBe(1596_000);
+    // At what QEMU is allowed to send under a 10 Gbit/s wire cap.
     expect(await run('--bandwidth', '10gbit')).toBe(
-      resolveDeadline({ ramBytes: ram, bandwidthBps: 10e9 / 8 }).ms,
+      resolveDeadline({ ramBytes: ram, bandwidthBps: qemuRateForWireCap(10e9 / 8) }).ms,
     );
     expect(await run('--completion-timeout-per-gib', '2')).toBe(128_000);
     expect(await run('--deadline', '45')).toBe(45_000);
