@@ -305,8 +305,8 @@ function predictionError(results: Results): Block[] {
 
 const CSV_COLUMNS: (keyof RunRecord)[] = [
   'key', 'workload', 'policy', 'rep', 'role', 'success', 'sloSuccess', 'outcome', 'totalTimeMs', 'wallMs',
-  'totalStallMs', 'longestSilenceMs', 'slowdown', 'appP99Ms', 'appMaxMs', 'appBaselineP99Ms', 'qemuDowntimeMs',
-  'guestDowntimeMs', 'transferredBytes',
+  'totalStallMs', 'longestSilenceMs', 'slowdown', 'qemuDowntimeMs',
+  'guestDowntimeMs', 'appP99Ms', 'appMaxMs', 'appBaselineP99Ms', 'transferredBytes',
   'linkBytes', 'passes', 'differingPages', 'guestCheckOk', 'controllerCpuPct', 'actionLatencyMs',
   'predictedDowntimeMs', 'verification', 'commit', 'reason',
 ]; // prettier-ignore
