@@ -191,7 +191,7 @@ export class LibvirtSession {
 
   private async sample(): Promise<MigrationInfo> {
     try {
-      return await this.opts.source.jobStats(this.opts.domain);
+      return this.ourCancel(await this.opts.source.jobStats(this.opts.domain));
     } catch (err) {
       // When its migration completes, the domain stops on the source ("domain is not running"),
       // and a transient one disappears: the job's end says how it went.
@@ -211,9 +211,12 @@ export class LibvirtSession {
     const final = done?.final ?? this.completedEvent ?? last ?? {};
     let status = done && done.outcome !== 'unknown' ? done.outcome : final.status;
     if (!status || !TERMINAL_STATUSES.has(status)) status = this.completedEvent ? 'completed' : 'failed';
-    // libvirt calls a job we aborted "failed" ("operation aborted"): it was cancelled.
-    if (status === 'failed' && this.cancelSent) status = 'cancelled';
-    return { ...final, status, ...(done?.error ? { 'error-desc': done.error } : {}) };
+    return this.ourCancel({ ...final, status, ...(done?.error ? { 'error-desc': done.error } : {}) });
+  }
+
+  /** libvirt may report a job we aborted as "failed" ("operation aborted"): it was cancelled. */
+  private ourCancel(info: MigrationInfo): MigrationInfo {
+    return info.status === 'failed' && this.cancelSent ? { ...info, status: 'cancelled' } : info;
   }
 
   /** Carries out the core's commands through libvirt's own calls. */
