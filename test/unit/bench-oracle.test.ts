@@ -5,6 +5,7 @@ import { ResultsSchema, verificationOf, type Results, type RunRecord } from '../
 import { labelOf } from '../../src/bench/schedule.js';
 import { summarize } from '../../src/bench/summary.js';
 import { ladderSearch, RELAXED_LADDER } from '../../src/policy/relaxed.js';
+import { runRecord } from '../support/run-record.js';
 
 type Role = RunRecord['role'];
 function run(
@@ -17,8 +18,7 @@ function run(
 ): RunRecord {
   const success = o.success ?? true;
   const policy = labelOf(policyName, config);
-  const stall = o.totalStallMs ?? 100;
-  return {
+  return runRecord({
     key: `${role}|${workload}|${policy}|${rep}`,
     workload,
     policy,
@@ -26,35 +26,9 @@ function run(
     policyConfig: config,
     rep,
     role,
-    startedAt: '2026-11-27T00:00:00.000Z',
-    success,
-    sloSuccess: success && stall <= 300,
-    outcome: success ? 'completed' : 'cancelled',
-    reason: 'test',
-    totalTimeMs: 10_000,
-    wallMs: 10_500,
-    qemuDowntimeMs: 50,
-    guestDowntimeMs: success ? stall : null,
-    totalStallMs: stall,
-    longestSilenceMs: 150,
-    slowdown: 0.9,
     verification: success ? 'byte-for-byte' : 'none',
-    transferredBytes: 600 * 2 ** 20,
-    linkBytes: null,
-    passes: 4,
-    differingPages: success ? 0 : null,
-    guestCheckOk: success ? true : null,
-    controllerCpuPct: 1,
-    actionLatencyMs: null,
-    predictedDowntimeMs: null,
-    predictedTotalMs: null,
-    predictedBytes: null,
-    passTimeline: [],
-    decisions: [],
-    commit: 'abc',
-    dirty: false,
     ...o,
-  };
+  });
 }
 const rung = (w: string, l: number, rep: number, o: Partial<RunRecord> = {}) =>
   run('ladder', w, 'relaxed', { downtimeLimitMs: l }, rep, o);

@@ -6,45 +6,10 @@ import { reportHtml, reportMarkdown, resultsCsv } from '../../src/bench/report.j
 import { ResultsSchema, type Results, type RunRecord } from '../../src/bench/results.js';
 import { benchConfigOf, optionsFromConfig } from '../../src/bench/run.js';
 import { geoRatiosOf, medianRatio, summarize } from '../../src/bench/summary.js';
+import { runRecord } from '../support/run-record.js';
 import { escapeHtml, htmlTable, markdownTable, toHtml, toMarkdown } from '../../src/bench/tables.js';
 
-function run(o: Partial<RunRecord> & Pick<RunRecord, 'workload' | 'policy'>): RunRecord {
-  const success = o.success ?? true;
-  return {
-    key: `matrix|${o.workload}|${o.policy}|${o.rep ?? 0}`,
-    policyName: o.policy.replace(/\(.*$/, ''),
-    policyConfig: {},
-    rep: 0,
-    role: 'matrix',
-    startedAt: '2026-11-27T00:00:00.000Z',
-    success,
-    sloSuccess: success && (o.totalStallMs ?? 100) <= 300,
-    outcome: success ? 'completed' : 'cancelled',
-    reason: 'test',
-    totalTimeMs: 10_000,
-    wallMs: 10_500,
-    qemuDowntimeMs: 50,
-    guestDowntimeMs: success ? (o.totalStallMs ?? 100) : null,
-    totalStallMs: 100,
-    longestSilenceMs: 150,
-    slowdown: 0.9,
-    transferredBytes: 600 * 2 ** 20,
-    linkBytes: null,
-    passes: 4,
-    differingPages: success ? 0 : null,
-    guestCheckOk: success ? true : null,
-    controllerCpuPct: 1,
-    actionLatencyMs: null,
-    predictedDowntimeMs: null,
-    predictedTotalMs: null,
-    predictedBytes: null,
-    passTimeline: [],
-    decisions: [],
-    commit: 'abc',
-    dirty: false,
-    ...o,
-  };
-}
+const run = runRecord;
 
 function results(runs: RunRecord[], workloads: string[], summaryWorkloads?: string[]): Results {
   const base = {
