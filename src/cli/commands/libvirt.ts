@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { resultExitCode } from '../../core/result.js';
 import { LibvirtClient } from '../../libvirt/index.js';
 import { LibvirtSession } from '../../libvirt/libvirt-session.js';
 import { recoverLibvirt } from '../../libvirt/recover.js';
@@ -7,7 +8,6 @@ import { resolveDeadline } from '../deadline.js';
 import { outcomeSummary } from '../format.js';
 import { checkMigrationFlags, migrationOptions } from '../migration-flags.js';
 import { interruptSignal, progressReporter } from '../progress.js';
-import { migrationExitCode } from './migrate.js';
 
 /** The flags of `migrate --libvirt` and `attach`, as commander hands them over. */
 interface LibvirtFlags {
@@ -69,7 +69,7 @@ export async function steerLibvirt(
       process.stderr.write(outcomeSummary(result));
     }
     process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
-    process.exitCode = migrationExitCode(result);
+    process.exitCode = resultExitCode(result);
   } finally {
     await source.close();
     await destination?.close();
