@@ -27,6 +27,8 @@ export interface FaultRow {
   /** Where the controller's result says the guest runs (`unknown`: no result was printed). */
   reported: 'source' | 'destination' | 'none' | 'unknown';
   postcopyRecoveries?: number;
+  /** The fault was actually injected (its trigger fired): a case whose fault never happened proves nothing. */
+  injected: boolean;
   ok: boolean;
 }
 
@@ -45,6 +47,7 @@ interface CaseResult {
   guestRunsOn: 'source' | 'destination' | 'none' | 'unknown';
   guestDowntimeMs?: number;
   postcopyRecoveries?: number;
+  injected: boolean;
 }
 
 const memoryIntensive: LabOptions = {
@@ -53,14 +56,20 @@ const memoryIntensive: LabOptions = {
   link: parseLink('1gbit'),
 };
 
-const once = <T>(when: (x: T) => boolean, act: () => unknown) => {
-  let done = false;
-  return (x: T) => {
-    if (done || !when(x)) return;
-    done = true;
-    void act();
-  };
+/** A session hook that injects the fault once, the first time `when` holds; `fired` says whether it did. */
+type Trigger<T> = ((x: T) => void) & { fired: boolean };
+const once = <T>(when: (x: T) => boolean, act: () => unknown): Trigger<T> => {
+  const trigger = Object.assign(
+    (x: T) => {
+      if (trigger.fired || !when(x)) return;
+      trigger.fired = true;
+      void act();
+    },
+    { fired: false },
+  );
+  return trigger;
 };
+const fired = (hook: unknown) => (hook as Partial<Trigger<unknown>> | undefined)?.fired === true;
 
 /** A lab migration under `policy` with a fault injected by the session hooks `hooks(lab)`. */
 function inProcess(
@@ -76,13 +85,14 @@ function inProcess(
     expected,
     run: async (lab) => {
       const abort = new AbortController();
+      const injected = hooks(lab, abort);
       const r = await migrateLab(lab, {
         policy: resolvePolicy(policy, policyOpts),
         downtimeBudgetMs: 300,
         deadlineMs: 40_000,
         postcopyPermitted: policy === 'postcopy-after',
         signal: abort.signal,
-        ...hooks(lab, abort),
+        ...injected,
       });
       return {
         outcome: r.migration.outcome,
@@ -90,6 +100,7 @@ function inProcess(
         guestRunsOn: r.migration.guestRunsOn,
         guestDowntimeMs: r.guestDowntimeMs,
         postcopyRecoveries: r.migration.postcopyRecoveries,
+        injected: fired(injected.onProgress) || fired(injected.onDecision),
       };
     },
   };
@@ -121,7 +132,7 @@ function controllerProcess(
         [
           bin, 'migrate',
           '--src', lab.source.spec.qmpSocket, '--dst', lab.destination.spec.qmpSocket,
-          '--uri', lab.migrateUri, '--incoming', lab.migrateUri, '--deadline', '40', '--json',
+          '--uri', lab.migrateUri, '--incoming', lab.migrateUri, '--deadline', '40',
           ...args,
         ], // prettier-ignore
         { stdio: ['ignore', 'pipe', 'pipe'] },
@@ -130,11 +141,13 @@ function controllerProcess(
       let stdout = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
-      let fired = false;
+      // Without --json: the progress and decision lines the trigger waits for go to stderr (--json
+      // silences them); the result is still the JSON document on stdout.
+      let injected = false;
       child.stderr.on('data', (d: Buffer) => {
         stderr += d.toString();
-        if (!fired && when.test(stderr)) {
-          fired = true;
+        if (!injected && when.test(stderr)) {
+          injected = true;
           setTimeout(() => child.kill(signal), delayMs);
         }
       });
@@ -146,9 +159,10 @@ function controllerProcess(
           outcome: report?.running === 'destination' ? 'completed' : 'cancelled',
           reason: `recover: ${report?.did ?? 'neither side answers QMP'}`,
           guestRunsOn: report?.running ?? 'unknown',
+          injected,
         };
       } else {
-        // --json: the result is the JSON document on stdout.
+        // The result is the JSON document on stdout.
         const parsed = (() => {
           try {
             return JSON.parse(stdout) as {
@@ -165,6 +179,7 @@ function controllerProcess(
           reason:
             parsed.reason ?? `no result on stdout (exit); stderr: ${stderr.trim().split('\n').at(-1) ?? ''}`,
           guestRunsOn: parsed.guestRunsOn ?? 'unknown',
+          injected,
         };
       }
       await lab.source.reconnectQmp();
@@ -390,6 +405,7 @@ export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
       reason: r.reason,
       reported: r.guestRunsOn,
       postcopyRecoveries: r.postcopyRecoveries,
+      injected: r.injected,
     };
   } finally {
     await lab.destroy();
@@ -401,7 +417,7 @@ export async function runFaultCase(c: FaultCase): Promise<FaultRow> {
       : (c.expected === 'either'
           ? row.runsOn === 'source' || row.runsOn === 'destination'
           : row.runsOn === c.expected) && row.integrity === 'ok';
-  return { ...row, leaks, ok: placed && leaks.length === 0 };
+  return { ...row, leaks, ok: row.injected && placed && leaks.length === 0 };
 }
 
 export function faultTable(rows: FaultRow[]): string {
@@ -410,7 +426,7 @@ export function faultTable(rows: FaultRow[]): string {
     '|---|---|---|---|---|---:|---|---|',
     ...rows.map(
       (r) =>
-        `| ${r.case} | ${r.policy} | ${r.outcome} | ${r.runsOn}${r.expected === 'either' ? '' : ` (expected ${r.expected})`} | ${r.integrity} | ${r.guestDowntimeMs?.toFixed(0) ?? '–'} | ${r.leaks.join(', ') || 'none'} | ${r.ok ? 'ok' : 'FAIL'} |`,
+        `| ${r.case} | ${r.policy} | ${r.outcome} | ${r.runsOn}${r.expected === 'either' ? '' : ` (expected ${r.expected})`} | ${r.integrity} | ${r.guestDowntimeMs?.toFixed(0) ?? '–'} | ${r.leaks.join(', ') || 'none'} | ${r.ok ? 'ok' : r.injected ? 'FAIL' : 'FAIL: the fault was never injected'} |`,
     ),
   ];
   return lines.join('\n');
