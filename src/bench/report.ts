@@ -246,6 +246,27 @@ function verificationBlocks(results: Results): Block[] {
   ];
 }
 
+/**
+ * The README's headline for one results set: what ran, the success/SLO/ratio table and how the
+ * ratios are formed — computed from results.json alone, so a test can recompute it.
+ */
+export function headlineMarkdown(results: Results, sum: Summary = summarize(results)): string {
+  const m = results.matrix;
+  const p = results.provenance;
+  const setup =
+    `${m.ramMiB} MiB guest, ${m.link} link, ${m.downtimeBudgetMs} ms downtime budget, ${m.deadlineS} s deadline, ` +
+    `${m.reps} rep(s) per cell${m.postcopyPermitted ? ', post-copy permitted' : ''}; relaxed(L*) with L* = ${results.relaxedLimitMs ?? '–'} ms. ` +
+    `${results.environment.qemu}, accel ${results.environment.accel}, ${results.environment.cores} cores. ` +
+    (p
+      ? `Commit \`${p.commit?.slice(0, 12) ?? 'unknown'}\`${p.dirty === false ? ', clean tree' : p.dirty ? ', **dirty tree**' : ''}.`
+      : 'Provenance not recorded (these runs predate it).') +
+    (sum.legacyDowntime
+      ? " Stall here is the recorded `guestDowntimeMs` (runs from before the guest's total stall was measured: for post-copy runs only the longest silence)."
+      : '');
+  const [, table, how] = headlineBlocks(results, sum);
+  return toMarkdown([{ kind: 'paragraph', text: setup }, table!, how!]).trimEnd();
+}
+
 /** The report as blocks: report.md and report.html render the same ones. */
 export function reportBlocks(results: Results, sum: Summary = summarize(results)): Block[] {
   return [

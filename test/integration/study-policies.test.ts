@@ -14,13 +14,10 @@ const session = (policy: string, deadlineMs = 40_000) => ({
 
 describe('frs, mp and adaptive on memory-intensive guests (512 MiB, 1 Gbit, 300 ms budget)', () => {
   for (const workload of ['random:200', 'hotcold:32:256:90', 'sweep:256:400']) {
-    it(`${workload}: stock does not complete; frs, mp and adaptive do, verified`, async () => {
+    // That stock cannot finish these guests is lab-migrate.test.ts's (random:200) and every bench
+    // run's; here only that the policies do.
+    it(`${workload}: frs, mp and adaptive complete it, verified`, async () => {
       const lab = { workload: parseWorkload(workload), ramMiB: 512, link: gbit };
-      await withLab(lab, async (l) => {
-        const r = await migrateLab(l, session('stock', 8000));
-        expect(r.migration.outcome).toBe('cancelled');
-        expect(r.sourceRunsOn).toBe(true);
-      });
       for (const policy of ['frs', 'mp', 'adaptive']) {
         await withLab(lab, async (l) => {
           const r = await migrateLab(l, session(policy));
