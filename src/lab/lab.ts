@@ -242,6 +242,13 @@ export interface LabMigrationResult {
 export interface LabMigrationHooks {
   /** Runs with the destination paused after completion, before the RAM comparison (tests use it to break things). */
   beforeVerify?: (lab: Lab) => Promise<void>;
+  /**
+   * Post-copy with the destination held paused (-S) until completion: no page is demand-faulted,
+   * the source pushes every page it still held, and the destination's RAM is compared with the
+   * source's byte for byte as after pre-copy, then resumed. A check of what post-copy moves, not
+   * a benchmark: the guest feels the whole post-copy phase as a stop.
+   */
+  holdDestinationInPostcopy?: boolean;
 }
 
 /** Migrates the lab's guest under a policy and verifies the outcome, whatever it is. */
@@ -265,7 +272,7 @@ export async function migrateLab(
     migrateUri: lab.migrateUri,
     incomingUri: lab.incomingUri,
     resumeDestination: false,
-    startDestinationOnPostcopy: true,
+    startDestinationOnPostcopy: !hooks.holdDestinationInPostcopy,
     destinationAlive: () => lab.destination.alive,
     // The lab's link is shaped in the kernel (tc); QEMU's own cap would only hide it.
     maxBandwidthBps: session.maxBandwidthBps ?? UNLIMITED_BANDWIDTH_BPS,
@@ -304,7 +311,8 @@ export async function migrateLab(
     };
   }
 
-  if (migration.postcopy) return verifyPostcopy(lab, migration, await linkBytesNow());
+  if (migration.postcopy && !hooks.holdDestinationInPostcopy)
+    return verifyPostcopy(lab, migration, await linkBytesNow());
 
   await hooks.beforeVerify?.(lab);
   const [srcRanges, dstRanges] = await Promise.all([
