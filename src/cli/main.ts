@@ -4,6 +4,7 @@ import { EXIT } from '../util/errors.js';
 import { register as registerBench } from './commands/bench.js';
 import { register as registerCtl } from './commands/ctl.js';
 import { register as registerDemo } from './commands/demo.js';
+import { register as registerEvacuate } from './commands/evacuate.js';
 import { register as registerLab } from './commands/lab.js';
 import { register as registerAttach } from './commands/libvirt.js';
 import { register as registerMigrate } from './commands/migrate.js';
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerRecover(program);
   registerPolicies(program);
   registerDemo(program);
+  registerEvacuate(program);
   return program;
 }
 

@@ -49,6 +49,12 @@ export interface LabOptions {
   log?: (line: string) => void;
   /** How long an `app:` workload may take to load its data and start its load (default 600 s). */
   appReadyTimeoutMs?: number;
+  /**
+   * A link several pairs share (shared-link.ts): the destination joins its netns and listens on
+   * `port` there; this lab neither makes nor removes it, and `lab.link` stays unset (its counter
+   * would count the other pairs' bytes too).
+   */
+  sharedLink?: EmulatedLink;
 }
 
 export interface LabInfo {
@@ -106,7 +112,10 @@ export class Lab {
       let link: EmulatedLink | undefined;
       let destAddr = '127.0.0.1';
       let port = opts.port;
-      if (
+      if (opts.sharedLink) {
+        destAddr = opts.sharedLink.nsAddr;
+        port ??= 4444;
+      } else if (
         opts.link.rateMbit !== undefined ||
         opts.link.delayMs !== undefined ||
         opts.link.lossPct !== undefined
@@ -131,7 +140,9 @@ export class Lab {
         serialSocket: path.join(dir, `${role}.serial`),
         serialLog: path.join(dir, `${role}.console.log`),
         stderrLog: path.join(dir, `${role}.stderr.log`),
-        ...(role === 'dst' ? { incoming: 'defer' as const, startPaused: true, netns: link?.netns } : {}),
+        ...(role === 'dst'
+          ? { incoming: 'defer' as const, startPaused: true, netns: (link ?? opts.sharedLink)?.netns }
+          : {}),
       });
       const source = await QemuVm.launch(spec('src'));
       cleanup.push(() => source.destroy());
@@ -392,7 +403,7 @@ async function verifyPostcopy(
 /** After completion (or the end), how long the window runs on: late stalls as the guest settles count. */
 const SETTLE_MS = 500;
 /** The guest beats this long on the source before `migrate`, so slowdown has a baseline. */
-const BASELINE_MS = 1000;
+export const BASELINE_MS = 1000;
 
 /** When pre-copy ended: the policy's first forcing action, else QEMU's own completion. */
 function precopyEnd(m: MigrationResult): number {

@@ -1,0 +1,384 @@
+import { z } from 'zod';
+import { checkMigrationUri } from '../core/uri.js';
+import {
+  makespanMs,
+  slotExitCode,
+  worstExitCode,
+  type QmpEvacuee,
+  type QueueRun,
+} from '../migration/evacuate.js';
+import type { MigrationResult } from '../migration/session.js';
+import { resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
+import { buildFleet, type Fleet, type FleetVm } from '../sim/fleet-spec.js';
+import { evacuate, fixedConcurrency, type FleetResult, type Strategy } from '../sim/fleet.js';
+import { planEvacuation, plannerStrategy } from '../sim/planner.js';
+import { readInputFile } from '../util/fs.js';
+import { UsageError, type ExitCode } from '../util/errors.js';
+
+/** A plan for hundreds of VMs is a few hundred KB. */
+const MAX_PLAN_BYTES = 4 * 2 ** 20;
+
+/** `fixed:N` / a number N (N at a time, in the plan's order), or `planner`. */
+export type EvacStrategy = number | 'planner';
+
+const PlanVmSchema = z
+  .object({
+    name: z.string().min(1).max(200),
+    /** QMP socket path or HOST:PORT of the source and of the destination (started with -incoming defer -S). */
+    source: z.string().min(1),
+    destination: z.string().min(1),
+    /** Where the source sends (tcp:, unix:, rdma:, fd:). */
+    uri: z.string().min(1),
+    /** If set, `migrate-incoming` on the destination first. */
+    incoming: z.string().min(1).optional(),
+    ramMiB: z.number().int().positive(),
+    /** What the simulator assumes the guest does (guest-program spec or trace:FILE), for the planner and the prediction. */
+    workload: z.string().min(1).default('idle'),
+    policy: z.string().min(1).optional(),
+    policyOptions: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+  })
+  .strict();
+
+export const EvacuationPlanSchema = z
+  .object({
+    /** N migrations at a time in the listed order, or `planner` (the simulator's planner: order, concurrency, per-VM bandwidth). */
+    strategy: z.union([z.number().int().min(1).max(256), z.literal('planner')]),
+    /** The link the migrations share, e.g. 1gbit (the simulator's syntax): needed by `planner` and for the prediction. */
+    link: z.string().min(1).optional(),
+    policy: z.string().min(1).default('frs'),
+    /** Each migration's downtime budget (its SLO), ms. */
+    downtimeBudgetMs: z.number().positive().max(2_000_000).default(300),
+    /** Each migration's deadline, s (default: as `migrate`'s, from its RAM and bandwidth). */
+    deadlineS: z
+      .number()
+      .positive()
+      .max(7 * 24 * 3600)
+      .optional(),
+    vms: z.array(PlanVmSchema).min(1).max(10_000),
+  })
+  .strict();
+export type EvacuationPlan = z.infer<typeof EvacuationPlanSchema>;
+
+/** Reads a plan (JSON, or YAML by extension) and checks it: any problem is one line naming the field. */
+export async function readPlan(file: string): Promise<EvacuationPlan> {
+  const text = readInputFile(file, MAX_PLAN_BYTES, 'plan file');
+  let data: unknown;
+  try {
+    data = /\.ya?ml$/i.test(file) ? (await import('js-yaml')).load(text) : JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(
+      `${file}: not ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message.split('\n')[0]}`,
+    );
+  }
+  return parsePlan(data, file);
+}
+
+export function parsePlan(data: unknown, where = 'plan'): EvacuationPlan {
+  const parsed = EvacuationPlanSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new UsageError(`${where}: ${issue.path.join('.') || 'plan'}: ${issue.message}`);
+  }
+  const plan = parsed.data;
+  const seen = new Set<string>();
+  plan.vms.forEach((vm, i) => {
+    if (seen.has(vm.name)) throw new UsageError(`${where}: vms.${i}: the name ${vm.name} is used twice`);
+    seen.add(vm.name);
+    try {
+      checkMigrationUri(vm.uri);
+      if (vm.incoming) checkMigrationUri(vm.incoming, 'incoming URI');
+      policyOf(plan, vm);
+    } catch (err) {
+      throw new UsageError(`${where}: vms.${i} (${vm.name}): ${(err as Error).message}`);
+    }
+  });
+  if (plan.strategy === 'planner' && !plan.link)
+    throw new UsageError(`${where}: strategy planner needs the link the migrations share (link: e.g. 1gbit)`);
+  // The simulator's view is built once here so that a bad link or workload is refused up front.
+  if (plan.link) predictionFleet(plan, where);
+  return plan;
+}
+
+/** A VM's policy: its own, else the plan's. */
+export function policyOf(plan: EvacuationPlan, vm: EvacuationPlan['vms'][number]): ResolvedPolicy {
+  return resolvePolicy(vm.policy ?? plan.policy, vm.policyOptions ?? {});
+}
+
+/**
+ * The evacuation as the simulator sees it: one source host whose migrations all cross the plan's
+ * link, each VM with its RAM, workload and policy, the downtime budget as the SLO, no set-up
+ * time, no retries; the VMs in the plan's order.
+ */
+export function predictionFleet(plan: EvacuationPlan, where = 'plan'): Fleet {
+  if (!plan.link) throw new UsageError(`${where}: the prediction needs the link the migrations share`);
+  const fleet = buildFleet(
+    {
+      links: [{ name: 'shared', rate: plan.link }],
+      hosts: [{ name: 'source', link: 'shared' }],
+      vms: plan.vms.map((v) => ({
+        name: v.name,
+        host: 'source',
+        ramMiB: v.ramMiB,
+        workload: v.workload,
+        policy: v.policy ?? plan.policy,
+        ...(v.policyOptions ? { policyOptions: v.policyOptions } : {}),
+      })),
+      policy: plan.policy,
+      downtimeSloMs: plan.downtimeBudgetMs,
+      deadlineS: plan.deadlineS ?? 600,
+      retries: 0,
+    },
+    where,
+  );
+  // buildFleet shuffles (an operator's instance list); ours runs in the plan's order.
+  const at = new Map(plan.vms.map((v, i) => [v.name, i]));
+  return { ...fleet, vms: [...fleet.vms].sort((a, b) => at.get(a.name)! - at.get(b.name)!) };
+}
+
+/** How the executor runs the plan: the order, how many at a time, each VM's wire cap (bytes/s). */
+export interface Schedule {
+  strategy: string;
+  order: string[];
+  concurrency: number;
+  capsBps: Map<string, number>;
+  /** The simulator's evacuation under the same strategy (when the plan names its link). */
+  predicted?: FleetResult;
+}
+
+/** The planner's SLO margins (planner.ts MARGINS), tried to recover the caps of the plan it chose. */
+const PLANNER_MARGINS = [0.8, 0.7, 0.6];
+
+/**
+ * The schedule for a strategy. Fixed N: the plan's order, N at a time, no caps, predicted by
+ * simulating exactly that. Planner: `planEvacuation` chooses among its packing plans and
+ * longest-first fixed concurrency by simulation; the executor runs its order (by start time in
+ * the chosen simulation), its concurrency (the most it ran at once) and, when the chosen plan was
+ * a packing plan, the per-VM max-bandwidth it set (found by re-simulating the packing plans and
+ * taking the one that reproduces the chosen schedule).
+ */
+export function scheduleFor(plan: EvacuationPlan, strategy: EvacStrategy): Schedule {
+  if (strategy !== 'planner') {
+    const predicted = plan.link ? evacuate(predictionFleet(plan), fixedConcurrency(strategy)) : undefined;
+    return {
+      strategy: `fixed:${strategy}`,
+      order: plan.vms.map((v) => v.name),
+      concurrency: strategy,
+      capsBps: new Map(),
+      predicted,
+    };
+  }
+  const fleet = predictionFleet(plan);
+  const chosen = planEvacuation(fleet);
+  const key = (r: FleetResult) =>
+    r.vms
+      .map((v) => `${v.vm}@${v.startedAtMs}`)
+      .sort()
+      .join(',');
+  let capsBps = new Map<string, number>();
+  for (const sloMargin of PLANNER_MARGINS) {
+    const { strategy: s, caps } = recordingCaps(plannerStrategy(fleet, { sloMargin }));
+    if (key(evacuate(fleet, s)) === key(chosen)) {
+      capsBps = caps;
+      break;
+    }
+  }
+  const order = [...chosen.vms].sort((a, b) => a.startedAtMs - b.startedAtMs).map((v) => v.vm);
+  return { strategy: 'planner', order, concurrency: chosen.maxConcurrent, capsBps, predicted: chosen };
+}
+
+/** A strategy that also records the max-bandwidth it gave each VM when it started. */
+function recordingCaps(s: Strategy): { strategy: Strategy; caps: Map<string, number> } {
+  const caps = new Map<string, number>();
+  return {
+    caps,
+    strategy: {
+      ...s,
+      bandwidth: (vm: FleetVm, active, queueEmpty) => {
+        const b = s.bandwidth?.(vm, active, queueEmpty);
+        if (!caps.has(vm.name) && b !== undefined) caps.set(vm.name, b);
+        return b;
+      },
+    },
+  };
+}
+
+/**
+ * The plan's VMs in the schedule's order with their session options. `deadlineMs(vm, capBps)`
+ * sizes a deadline when the plan gives none; `qemuRate(capBps)` is what QEMU's max-bandwidth is
+ * set to for a wire cap (QEMU overshoots its own limit).
+ */
+export function evacuees(
+  plan: EvacuationPlan,
+  schedule: Schedule,
+  deadlineMs: (ramMiB: number, capBps: number | undefined) => number,
+  qemuRate: (capBps: number) => number,
+): QmpEvacuee[] {
+  const byName = new Map(plan.vms.map((v) => [v.name, v]));
+  return schedule.order.map((name) => {
+    const v = byName.get(name)!;
+    const cap = schedule.capsBps.get(name);
+    return {
+      name,
+      source: v.source,
+      destination: v.destination,
+      migrateUri: v.uri,
+      incomingUri: v.incoming,
+      policy: policyOf(plan, v),
+      downtimeBudgetMs: plan.downtimeBudgetMs,
+      deadlineMs: plan.deadlineS !== undefined ? plan.deadlineS * 1000 : deadlineMs(v.ramMiB, cap),
+      ...(cap !== undefined ? { maxBandwidthBps: qemuRate(cap) } : {}),
+    };
+  });
+}
+
+/** One VM of an evacuation as reported: times relative to the evacuation's start, ms. */
+export interface EvacuatedVm {
+  vm: string;
+  outcome: MigrationResult['outcome'] | 'not started' | 'error';
+  guestRunsOn?: MigrationResult['guestRunsOn'];
+  reason: string;
+  startedAtMs?: number;
+  endedAtMs?: number;
+  /** From the slot's start to `migrate` (preflight, capabilities, parameters), ms. */
+  setupMs?: number;
+  totalTimeMs?: number;
+  /** Guest-felt stall where it is measured (the lab's heartbeat), else QEMU's downtime, ms. */
+  stallMs?: number;
+  stallSource?: 'guest heartbeat' | 'qemu downtime';
+  qemuDowntimeMs?: number;
+  transferredBytes?: number;
+  /** The wire cap the schedule gave it, bytes/s. */
+  capBps?: number;
+  /** The lab only: RAM compared byte for byte and the guest's check passed. */
+  verified?: boolean;
+  exitCode: ExitCode;
+}
+
+export interface EvacuationReport {
+  strategy: string;
+  concurrency: number;
+  makespanMs: number;
+  predictedMakespanMs?: number;
+  /** (measured − predicted) ÷ predicted, %. */
+  predictionErrorPct?: number;
+  vms: EvacuatedVm[];
+  exitCode: ExitCode;
+}
+
+/** The measured makespan beside the prediction, %. */
+export function predictionError(measuredMs: number, predictedMs: number | undefined): number | undefined {
+  return predictedMs === undefined || predictedMs <= 0
+    ? undefined
+    : ((measuredMs - predictedMs) / predictedMs) * 100;
+}
+
+/** Per-VM times relative to the run's start, from the queue's slots. */
+export function slotTimes(run: QueueRun<unknown>, i: number): Pick<EvacuatedVm, 'startedAtMs' | 'endedAtMs'> {
+  const s = run.slots[i]!;
+  return {
+    ...(s.startedAt !== undefined ? { startedAtMs: s.startedAt - run.startedAt } : {}),
+    ...(s.endedAt !== undefined ? { endedAtMs: s.endedAt - run.startedAt } : {}),
+  };
+}
+
+export { makespanMs };
+
+const sec = (ms: number | undefined) => (ms === undefined ? '–' : (ms / 1000).toFixed(2));
+
+/** The per-VM table (stderr) and its closing line. */
+export function evacuationTable(r: EvacuationReport): string[][] {
+  const head = [
+    'vm',
+    'result',
+    'guest on',
+    'start s',
+    'end s',
+    'setup ms',
+    'total s',
+    'stall ms',
+    'sent MiB',
+    'cap Mbit/s',
+  ];
+  return [
+    head,
+    ...r.vms.map((v) => [
+      v.vm,
+      v.outcome + (v.verified === false ? ' (NOT verified)' : v.verified ? ' (verified)' : ''),
+      v.guestRunsOn ?? '–',
+      sec(v.startedAtMs),
+      sec(v.endedAtMs),
+      v.setupMs === undefined ? '–' : v.setupMs.toFixed(0),
+      sec(v.totalTimeMs),
+      v.stallMs === undefined ? '–' : v.stallMs.toFixed(0),
+      v.transferredBytes === undefined ? '–' : (v.transferredBytes / 2 ** 20).toFixed(1),
+      v.capBps === undefined ? '–' : ((v.capBps * 8) / 1e6).toFixed(0),
+    ]),
+  ];
+}
+
+export function makespanLine(r: EvacuationReport): string {
+  const pred =
+    r.predictedMakespanMs === undefined
+      ? ''
+      : `; simulated ${sec(r.predictedMakespanMs)} s (${r.predictionErrorPct! >= 0 ? '+' : ''}${r.predictionErrorPct!.toFixed(1)}%)`;
+  return `${r.strategy}, ${r.concurrency} at a time: makespan ${sec(r.makespanMs)} s${pred}`;
+}
+
+/** The report of an evacuation run through the QMP driver (`kvmigrate evacuate`). */
+export function qmpReport(
+  schedule: Schedule,
+  vms: readonly QmpEvacuee[],
+  run: QueueRun<{ migration: MigrationResult }>,
+): EvacuationReport {
+  const rows = vms.map((vm, i): EvacuatedVm => {
+    const slot = run.slots[i]!;
+    const m = slot.result?.migration;
+    const cap = schedule.capsBps.get(vm.name);
+    const base = {
+      vm: vm.name,
+      ...slotTimes(run, i),
+      exitCode: slotExitCode(slot),
+      ...(cap ? { capBps: cap } : {}),
+    };
+    if (!m)
+      return {
+        ...base,
+        outcome: slot.startedAt === undefined ? 'not started' : 'error',
+        reason: slot.error?.message ?? 'interrupted before its turn; the source runs on',
+      };
+    return {
+      ...base,
+      ...migrationFields(m, slot.startedAt!),
+      stallMs: m.qemuDowntimeMs,
+      stallSource: 'qemu downtime',
+    };
+  });
+  return finishReport(schedule, makespanMs(run), rows);
+}
+
+/** What every row takes from a migration's result. */
+export function migrationFields(m: MigrationResult, slotStartedAt: number) {
+  return {
+    outcome: m.outcome,
+    guestRunsOn: m.guestRunsOn,
+    reason: m.reason,
+    setupMs: m.clock.startedAt - slotStartedAt,
+    totalTimeMs: m.totalTimeMs,
+    qemuDowntimeMs: m.qemuDowntimeMs,
+    transferredBytes: m.transferredBytes,
+  };
+}
+
+export function finishReport(schedule: Schedule, makespan: number, vms: EvacuatedVm[]): EvacuationReport {
+  const predicted = schedule.predicted?.makespanMs;
+  return {
+    strategy: schedule.strategy,
+    concurrency: schedule.concurrency,
+    makespanMs: makespan,
+    ...(predicted !== undefined
+      ? { predictedMakespanMs: predicted, predictionErrorPct: predictionError(makespan, predicted) }
+      : {}),
+    vms,
+    exitCode: worstExitCode(vms.map((v) => v.exitCode)),
+  };
+}
