@@ -5,7 +5,7 @@
  */
 
 import type * as vl from 'vega-lite';
-import type { Results } from './results.js';
+import { referenceResults, type Results } from './results.js';
 import type { Cell, Estimate, Summary } from './summary.js';
 
 const MiB = 2 ** 20;
@@ -138,7 +138,7 @@ export function chartSpecs(results: Results, sum: Summary): ChartSpec[] {
     metricChart(sum.cells, 'Guest total stall', (c) => c.stallMs, 'ms'),
     metricChart(sum.cells, 'QEMU downtime', (c) => c.qemuDowntimeMs, 'ms'),
     metricChart(sum.cells, 'Data sent', (c) => c.bytes, 'MiB', MiB),
-    passTimelineChart(results),
+    passTimelineChart(referenceResults(results)),
     successMatrixChart(sum),
   ];
 }

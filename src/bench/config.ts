@@ -16,6 +16,15 @@ export const SummaryConfigSchema = z.object({
 });
 export type SummaryConfig = z.infer<typeof SummaryConfigSchema>;
 
+/**
+ * How each run's migration is driven: `qmp` (the lab's two QEMU processes, kvmigrate owning both
+ * monitors) or `libvirt` (the lab guest as a domain on the lab's libvirt pair, driven through
+ * libvirt's API).
+ */
+export const DriverSchema = z.enum(['qmp', 'libvirt']);
+export type Driver = z.infer<typeof DriverSchema>;
+export const DRIVERS: readonly Driver[] = DriverSchema.options;
+
 /** Everything a bench run depends on, as results.json records it. */
 export const BenchConfigSchema = z.object({
   workloads: z.array(z.string()).min(1),
@@ -31,6 +40,11 @@ export const BenchConfigSchema = z.object({
   ladder: z.array(z.number().positive()).min(1).optional(),
   /** The oracle's candidates: switch after pass k and (post-copy permitted) post-copy after pass k, k = 1…K. */
   oracleMaxPass: z.number().int().min(1).max(20).optional(),
+  /**
+   * The drivers every unit runs under, interleaved run by run; the first is the reference the
+   * report's figures, relaxed(L*) and the oracle use. Absent in results from before: QMP only.
+   */
+  drivers: z.array(DriverSchema).min(1).optional(),
   summary: SummaryConfigSchema,
 });
 export type BenchConfig = z.infer<typeof BenchConfigSchema>;

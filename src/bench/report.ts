@@ -3,7 +3,8 @@ import path from 'node:path';
 import { charts } from './charts.js';
 import { csvLine } from './csv.js';
 import { OBJECTIVES, type Objective } from './oracle.js';
-import { verificationOf, type Results, type RunRecord } from './results.js';
+import { driverBlocks } from './drivers.js';
+import { driverOf, verificationOf, type Results, type RunRecord } from './results.js';
 import { quantile, verdictOf, type Interval } from './stats.js';
 import { stallOf, summarize, type Cell, type Estimate, type Summary } from './summary.js';
 import { escapeHtml, toHtml, toMarkdown, type Block } from './tables.js';
@@ -273,6 +274,7 @@ export function reportBlocks(results: Results, sum: Summary = summarize(results)
     ...introBlocks(results, sum),
     ...headlineBlocks(results, sum),
     ...sum.workloads.flatMap((w) => workloadBlocks(w, sum)),
+    ...driverBlocks(results, sum.policies, sum.relaxed, { est, ratioText }),
     ...oracleBlocks(sum),
     ...verificationBlocks(results),
     ...predictionError(results),
@@ -325,7 +327,7 @@ function predictionError(results: Results): Block[] {
 }
 
 const CSV_COLUMNS: (keyof RunRecord)[] = [
-  'key', 'workload', 'policy', 'rep', 'role', 'success', 'sloSuccess', 'outcome', 'totalTimeMs', 'wallMs',
+  'key', 'workload', 'policy', 'rep', 'role', 'driver', 'success', 'sloSuccess', 'outcome', 'totalTimeMs', 'wallMs',
   'totalStallMs', 'longestSilenceMs', 'slowdown', 'qemuDowntimeMs',
   'guestDowntimeMs', 'appP99Ms', 'appMaxMs', 'appBaselineP99Ms', 'transferredBytes',
   'linkBytes', 'passes', 'differingPages', 'guestCheckOk', 'controllerCpuPct', 'actionLatencyMs',
@@ -338,7 +340,11 @@ export function resultsCsv(results: Results): string {
     [
       csvLine(CSV_COLUMNS),
       ...results.runs.map((r) =>
-        csvLine(CSV_COLUMNS.map((c) => (c === 'verification' ? verificationOf(r) : r[c]))),
+        csvLine(
+          CSV_COLUMNS.map((c) =>
+            c === 'verification' ? verificationOf(r) : c === 'driver' ? driverOf(r) : r[c],
+          ),
+        ),
       ),
     ].join('\n') + '\n'
   );

@@ -5,7 +5,7 @@ const MAX_RESULTS_BYTES = 256 * 2 ** 20;
 import os from 'node:os';
 import { z } from 'zod';
 import { PassRecordSchema } from '../policy/types.js';
-import { BenchConfigSchema } from './config.js';
+import { BenchConfigSchema, DriverSchema, type Driver } from './config.js';
 import { UsageError } from '../util/errors.js';
 
 /** One benchmark run, flat: every figure in the reports is computed from these. */
@@ -19,6 +19,8 @@ export const RunRecordSchema = z.object({
   rep: z.number().int().nonnegative(),
   /** Runs that only serve to find relaxed(L*) or the oracle. */
   role: z.enum(['matrix', 'ladder', 'oracle']),
+  /** Which driver ran the migration (absent in results from before there was a choice: QMP). */
+  driver: DriverSchema.optional(),
   startedAt: z.string(),
   success: z.boolean(),
   sloSuccess: z.boolean(),
@@ -73,6 +75,23 @@ export const RunRecordSchema = z.object({
 });
 export type RunRecord = z.infer<typeof RunRecordSchema>;
 export type VerificationKind = NonNullable<RunRecord['verification']>;
+
+/** The driver of a run; runs from before there was a choice went through QMP. */
+export const driverOf = (r: Pick<RunRecord, 'driver'>): Driver => r.driver ?? 'qmp';
+
+/** The drivers of a bench as configured (QMP alone unless the config says otherwise). */
+export const driversOf = (results: Pick<Results, 'config'>): Driver[] => results.config?.drivers ?? ['qmp'];
+
+/**
+ * The results as if only the reference driver (the first configured) had run: what the summary,
+ * relaxed(L*), the oracle, the charts and the simulator's validation read. The drivers section of
+ * the report is where the others appear.
+ */
+export function referenceResults(results: Results): Results {
+  const ref = driversOf(results)[0]!;
+  if (results.runs.every((r) => driverOf(r) === ref)) return results;
+  return { ...results, runs: results.runs.filter((r) => driverOf(r) === ref) };
+}
 
 /** How a run was verified, as recorded or (older results) from what it recorded. */
 export function verificationOf(

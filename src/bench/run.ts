@@ -2,17 +2,22 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { writeFileAtomic } from '../util/fs.js';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
+import { buildGuestImage, defaultCacheDir } from '../lab/image.js';
 import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
+import { migrateLibvirtLab } from '../lab/libvirt-migrate.js';
+import { LibvirtPair } from '../lab/libvirt-pair.js';
 import { formatLink, parseLink } from '../lab/link.js';
-import { parseLabWorkload } from '../util/specs.js';
+import { parseWorkload } from '../lab/workload.js';
+import { LibvirtClient } from '../libvirt/index.js';
+import { isAppWorkload, parseLabWorkload } from '../util/specs.js';
 import { checkPolicyName, resolvePolicy } from '../policy/index.js';
 import { RELAXED_LADDER } from '../policy/relaxed.js';
 import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
-import { summaryConfig, type BenchConfig } from './config.js';
+import { DRIVERS, summaryConfig, type BenchConfig, type Driver } from './config.js';
 import { relaxedLimit } from './oracle.js';
 import { assertPublishable, gitProvenance, type Provenance } from './provenance.js';
-import { hostEnvironment, readResults, type Results, type RunRecord } from './results.js';
+import { hostEnvironment, readResults, referenceResults, type Results, type RunRecord } from './results.js';
 import { writeReports } from './report.js';
 import { benchSchedule, benchUnits, keepWholeReps, type PlannedRun } from './schedule.js';
 import { quantile } from './stats.js';
@@ -70,8 +75,27 @@ export interface BenchOptions {
   ladder?: number[];
   /** The oracle's candidates run k = 1…K (default 4). */
   oracleMaxPass?: number;
+  /**
+   * The drivers every unit runs under (default QMP alone). Several: each unit runs under each,
+   * back to back, and the first is the reference for the report's main figures.
+   */
+  drivers?: Driver[];
   signal?: AbortSignal;
   log?: (line: string) => void;
+}
+
+/**
+ * `--driver`: `qmp`, `libvirt`, `both` (= qmp,libvirt), or a list in the order wanted (the first
+ * is the reference driver).
+ */
+export function parseDrivers(text: string): Driver[] {
+  const names = text === 'both' ? ['qmp', 'libvirt'] : text.split(',').map((x) => x.trim());
+  const bad = names.find((n) => !(DRIVERS as readonly string[]).includes(n));
+  if (bad !== undefined || new Set(names).size !== names.length)
+    throw new UsageError(
+      `${bad !== undefined ? `unknown driver '${bad}'` : `'${text}' names a driver twice`}: use qmp, libvirt or both`,
+    );
+  return names as Driver[];
 }
 
 /** Checks names before anything runs. */
@@ -82,6 +106,18 @@ export function validateBench(opts: BenchOptions): void {
   if (opts.workloads.length === 0 || opts.policies.length === 0)
     throw new UsageError('name at least one workload and one policy');
   summaryConfig(opts.workloads, opts.summaryWorkloads);
+  const drivers = opts.drivers ?? ['qmp'];
+  if (drivers.length === 0 || new Set(drivers).size !== drivers.length)
+    throw new UsageError(`name each driver once: ${drivers.join(', ') || '(none)'}`);
+  if (drivers.includes('libvirt')) {
+    const app = opts.workloads.find((w) => isAppWorkload(parseLabWorkload(w)));
+    if (app)
+      throw new UsageError(
+        `--driver libvirt runs the synthetic workloads only (the lab's libvirt domain boots no application image): drop ${app}`,
+      );
+    if (opts.tap)
+      throw new UsageError('--tap works with the QMP driver only (the lab relays QMP migrations)');
+  }
 }
 
 /** Bench options from a committed configuration (BENCH_CONFIGS), e.g. for `bench --config NAME`. */
@@ -101,6 +137,7 @@ export function optionsFromConfig(
     tap: c.tap,
     ladder: c.ladder ? [...c.ladder] : undefined,
     oracleMaxPass: c.oracleMaxPass,
+    drivers: c.drivers ? [...c.drivers] : undefined,
     summaryWorkloads: [...c.summary.workloads],
     ...rest,
   };
@@ -120,14 +157,16 @@ export function benchConfigOf(opts: BenchOptions): BenchConfig {
     tap: Boolean(opts.tap),
     ladder: [...(opts.ladder ?? defaultLadder(opts.ramMiB, opts.link))].sort((a, b) => a - b),
     oracleMaxPass: opts.oracleMaxPass ?? DEFAULT_ORACLE_MAX_PASS,
+    // QMP alone is what every config without the field means: the committed configs stay as they are.
+    ...(isDeepStrictEqual(opts.drivers ?? ['qmp'], ['qmp']) ? {} : { drivers: [...opts.drivers!] }),
     summary: summaryConfig(opts.workloads, opts.summaryWorkloads),
   };
 }
 
-/** The record of one run, from what the lab measured and verified. */
+/** The record of one run, from what the lab measured and verified (through either driver). */
 export function toRunRecord(
   p: PlannedRun,
-  r: LabMigrationResult,
+  r: Omit<LabMigrationResult, 'lab' | 'tap'>,
   budgetMs: number,
   provenance?: Pick<Provenance, 'commit' | 'dirty'>,
 ): RunRecord {
@@ -147,6 +186,7 @@ export function toRunRecord(
     policyConfig: p.config,
     rep: p.rep,
     role: p.role,
+    driver: p.driver,
     startedAt: new Date().toISOString(),
     success: r.success,
     sloSuccess: r.success && stall !== null && stall <= budgetMs,
@@ -195,7 +235,7 @@ export function planOf(opts: BenchOptions): PlannedRun[] {
     oracleMaxPass: c.oracleMaxPass!,
     postcopyPermitted: c.postcopyPermitted,
   });
-  return benchSchedule(c.workloads, units, c.reps);
+  return benchSchedule(c.workloads, units, c.reps, c.drivers ?? ['qmp']);
 }
 
 /** A new results file for this configuration. */
@@ -252,8 +292,91 @@ function recordProvenance(results: Results, provenance: Provenance): void {
   };
 }
 
-/** One run on a fresh lab pair: start, migrate under the unit's policy, verify, tear down. */
-async function runOne(
+/**
+ * The lab's libvirt pair, started on the first libvirt run and kept for the whole bench (its
+ * daemons take seconds to start; every run gets a fresh domain), with one connection per daemon.
+ */
+class LibvirtLab {
+  private started:
+    Promise<{ pair: LibvirtPair; source: LibvirtClient; destination: LibvirtClient }> | undefined;
+  private pair: LibvirtPair | undefined;
+  private clients: LibvirtClient[] = [];
+
+  constructor(
+    private readonly link: string,
+    private readonly log: (line: string) => void,
+  ) {}
+
+  get(): Promise<{ pair: LibvirtPair; source: LibvirtClient; destination: LibvirtClient }> {
+    this.started ??= (async () => {
+      this.pair = await LibvirtPair.start({ link: parseLink(this.link), log: this.log });
+      const source = await LibvirtClient.open(this.pair.source.uri);
+      this.clients.push(source);
+      const destination = await LibvirtClient.open(this.pair.destination.uri);
+      this.clients.push(destination);
+      return { pair: this.pair, source, destination };
+    })();
+    return this.started;
+  }
+
+  /** Closes the connections, then stops the daemons and their QEMUs by PID and removes the link, netns and dirs. */
+  async destroy(): Promise<void> {
+    for (const c of this.clients.splice(0)) await c.close().catch(() => undefined);
+    await this.started?.catch(() => undefined);
+    await this.pair?.destroy();
+  }
+}
+
+/** One run: the unit's policy under the run's driver, on a fresh guest; verified, torn down. */
+function runOne(
+  opts: BenchOptions,
+  p: PlannedRun,
+  results: Results,
+  provenance: Provenance,
+  libvirt: LibvirtLab,
+): Promise<RunRecord> {
+  return p.driver === 'libvirt'
+    ? runLibvirt(opts, p, results, provenance, libvirt)
+    : runQmp(opts, p, results, provenance);
+}
+
+/** A fresh lab guest as a domain on the bench's libvirt pair, migrated through libvirt. */
+async function runLibvirt(
+  opts: BenchOptions,
+  p: PlannedRun,
+  results: Results,
+  provenance: Provenance,
+  libvirt: LibvirtLab,
+): Promise<RunRecord> {
+  const policy = resolvePolicy(p.policyName, p.config);
+  const { pair, source, destination } = await libvirt.get();
+  results.environment.kernelPackage ||= (await buildGuestImage(defaultCacheDir())).image.kernelPackage;
+  const guest = await pair.startGuest({ workload: parseWorkload(p.workload), ramMiB: opts.ramMiB });
+  try {
+    // Interrupted while the guest booted: no migration to start.
+    opts.signal?.throwIfAborted();
+    const r = await migrateLibvirtLab(guest, {
+      source,
+      destination,
+      policy,
+      downtimeBudgetMs: opts.downtimeBudgetMs,
+      deadlineMs: opts.deadlineS * 1000,
+      postcopyPermitted: opts.postcopyPermitted,
+      signal: opts.signal,
+    });
+    return toRunRecord(
+      { ...p, config: policy.config as Record<string, unknown> },
+      r,
+      opts.downtimeBudgetMs,
+      provenance,
+    );
+  } finally {
+    await guest.remove(source, destination);
+  }
+}
+
+/** One run on a fresh QMP lab pair: start, migrate under the unit's policy, verify, tear down. */
+async function runQmp(
   opts: BenchOptions,
   p: PlannedRun,
   results: Results,
@@ -287,8 +410,8 @@ async function runOne(
   );
 }
 
-const progressLine = (p: PlannedRun, i: number, total: number, etaMs: number) =>
-  `run ${i}/${total} rep ${p.rep + 1} ${p.workload} × ${p.label}${p.role === 'matrix' ? '' : ` (${p.role})`}${Number.isFinite(etaMs) ? `, ETA ${Math.ceil(etaMs / 60_000)} min` : ''}`;
+const progressLine = (p: PlannedRun, i: number, total: number, etaMs: number, drivers: boolean) =>
+  `run ${i}/${total} rep ${p.rep + 1} ${p.workload} × ${p.label}${drivers ? ` via ${p.driver}` : ''}${p.role === 'matrix' ? '' : ` (${p.role})`}${Number.isFinite(etaMs) ? `, ETA ${Math.ceil(etaMs / 60_000)} min` : ''}`;
 
 const outcomeLine = (rec: RunRecord) =>
   `  → ${rec.success ? 'success' : rec.outcome} (verified: ${rec.verification}): total ${(rec.totalTimeMs / 1000).toFixed(2)} s, guest stall ${rec.totalStallMs?.toFixed(0) ?? '-'} ms (longest silence ${rec.longestSilenceMs?.toFixed(0) ?? '-'} ms), QEMU downtime ${rec.qemuDowntimeMs.toFixed(0)} ms`;
@@ -321,24 +444,38 @@ export async function runBench(opts: BenchOptions): Promise<Results> {
   const done = new Set(results.runs.map((r) => r.key));
   const todo = plan.filter((p) => !done.has(p.key));
   const t0 = performance.now();
-  for (const [n, p] of todo.entries()) {
-    if (opts.signal?.aborted) break;
-    const eta = n > 0 ? ((performance.now() - t0) / n) * (todo.length - n) : NaN;
-    log(progressLine(p, plan.length - todo.length + n + 1, plan.length, eta));
-    const rec = await runOne(opts, p, results, provenance);
-    // A run the interrupt cut short is not a result.
-    if (!opts.signal?.aborted || rec.outcome === 'completed') {
-      results.runs.push(rec);
-      save();
+  const showDriver = !isDeepStrictEqual(opts.drivers ?? ['qmp'], ['qmp']);
+  const libvirt = new LibvirtLab(opts.link, log);
+  try {
+    for (const [n, p] of todo.entries()) {
+      if (opts.signal?.aborted) break;
+      const eta = n > 0 ? ((performance.now() - t0) / n) * (todo.length - n) : NaN;
+      log(progressLine(p, plan.length - todo.length + n + 1, plan.length, eta, showDriver));
+      let rec: RunRecord;
+      try {
+        rec = await runOne(opts, p, results, provenance, libvirt);
+      } catch (err) {
+        // What an interrupt broke (a guest booting, a daemon call) is not a result; anything else is a failure.
+        if (opts.signal?.aborted) break;
+        throw err;
+      }
+      // A run the interrupt cut short is not a result.
+      if (!opts.signal?.aborted || rec.outcome === 'completed') {
+        results.runs.push(rec);
+        save();
+      }
+      log(outcomeLine(rec));
     }
-    log(outcomeLine(rec));
+  } finally {
+    await libvirt.destroy();
   }
   return finish(results, opts, save);
 }
 
 /** relaxed(L*) from the ladder's runs (the shared ladder search), then every report. */
 async function finish(results: Results, opts: BenchOptions, save: () => void): Promise<Results> {
-  const lStar = relaxedLimit(results.runs, opts.workloads, opts.deadlineS);
+  // L* from the reference driver's ladder; the drivers section holds the others to the same L*.
+  const lStar = relaxedLimit(referenceResults(results).runs, opts.workloads, opts.deadlineS);
   results.relaxedLimitMs = lStar?.limitMs ?? null;
   if (lStar)
     opts.log?.(

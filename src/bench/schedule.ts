@@ -7,6 +7,7 @@ import { policyLabel } from '../policy/registry.js';
  * block. A re-run replaces whole reps, never one policy's block (keepWholeReps).
  */
 
+import type { Driver } from './config.js';
 import type { RunRecord } from './results.js';
 
 export type Role = RunRecord['role'];
@@ -24,6 +25,7 @@ export interface PlannedRun extends Unit {
   key: string;
   workload: string;
   rep: number;
+  driver: Driver;
 }
 
 /** How a policy is shown in reports (one definition, in the policy registry). */
@@ -94,19 +96,31 @@ export function rotationOffset(n: number, reps: number, rep: number): number {
 export const rotate = <T>(xs: T[], by: number): T[] =>
   xs.length === 0 ? [] : xs.map((_, i) => xs[(i + by) % xs.length]!);
 
-export const runKey = (role: Role, workload: string, label: string, rep: number) =>
-  `${role}|${workload}|${label}|${rep}`;
+/** A run's key; QMP runs keep the key they had before there was a driver to choose (resume reads it). */
+export const runKey = (role: Role, workload: string, label: string, rep: number, driver: Driver = 'qmp') =>
+  `${role}|${workload}|${label}|${driver === 'qmp' ? '' : `${driver}|`}${rep}`;
 
 /**
  * The whole bench in run order: rep by rep; within a rep, workloads in a rotated order and, per
- * workload, every unit in the base order rotated by rotationOffset.
+ * workload, every unit in the base order rotated by rotationOffset. With several drivers, each
+ * unit runs under every driver back to back (a driver is one more dimension, interleaved like the
+ * policies: the runs a comparison pairs share the machine's state of the moment), the driver that
+ * goes first alternating from unit to unit and rep to rep.
  */
-export function benchSchedule(workloads: string[], units: Unit[], reps: number): PlannedRun[] {
+export function benchSchedule(
+  workloads: string[],
+  units: Unit[],
+  reps: number,
+  drivers: readonly Driver[] = ['qmp'],
+): PlannedRun[] {
   const plan: PlannedRun[] = [];
   for (let rep = 0; rep < reps; rep++) {
     const order = rotate(units, rotationOffset(units.length, reps, rep));
+    let n = 0;
     for (const workload of rotate(workloads, rep % Math.max(1, workloads.length)))
-      for (const u of order) plan.push({ ...u, workload, rep, key: runKey(u.role, workload, u.label, rep) });
+      for (const u of order)
+        for (const driver of rotate([...drivers], (rep + n++) % drivers.length))
+          plan.push({ ...u, workload, rep, driver, key: runKey(u.role, workload, u.label, rep, driver) });
   }
   return plan;
 }

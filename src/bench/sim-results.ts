@@ -1,4 +1,4 @@
-import { hostEnvironment, type Results, type RunRecord } from './results.js';
+import { hostEnvironment, referenceResults, type Results, type RunRecord } from './results.js';
 import { quantile } from './stats.js';
 import { resolvePolicy } from '../policy/index.js';
 import { simulate } from '../sim/simulate.js';
@@ -93,7 +93,8 @@ export function validate(real: Results): {
 } {
   const { bps, rttMs } = linkBps(real.matrix.link);
   const rows: ValidationRow[] = [];
-  const matrix = real.runs.filter((r) => r.role === 'matrix');
+  // One driver's runs: with several, the reference driver's (the others are in the report's drivers section).
+  const matrix = referenceResults(real).runs.filter((r) => r.role === 'matrix');
   const cells = [...new Set(matrix.map((r) => `${r.workload}\u0000${r.policy}`))];
   for (const cell of cells) {
     const [workload, policyLabel] = cell.split('\u0000') as [string, string];

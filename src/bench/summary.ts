@@ -8,7 +8,13 @@ import {
   type Objective,
   type OracleChoice,
 } from './oracle.js';
-import { verificationOf, type Results, type RunRecord, type VerificationKind } from './results.js';
+import {
+  referenceResults,
+  verificationOf,
+  type Results,
+  type RunRecord,
+  type VerificationKind,
+} from './results.js';
 import {
   bootstrapGeoRatio,
   bootstrapMedian,
@@ -238,7 +244,8 @@ function workloadCells(
 }
 
 /** Every figure of the reports, from the per-run records alone. */
-export function summarize(results: Results): Summary {
+export function summarize(all: Results): Summary {
+  const results = referenceResults(all);
   const workloads = results.matrix.workloads;
   const summary = results.config?.summary ?? { ...DEFAULT_SUMMARY, workloads };
   const relaxed = relaxedRuns(results);

@@ -401,12 +401,12 @@ async function verifyPostcopy(
 }
 
 /** After completion (or the end), how long the window runs on: late stalls as the guest settles count. */
-const SETTLE_MS = 500;
+export const SETTLE_MS = 500;
 /** The guest beats this long on the source before `migrate`, so slowdown has a baseline. */
 export const BASELINE_MS = 1000;
 
 /** When pre-copy ended: the policy's first forcing action, else QEMU's own completion. */
-function precopyEnd(m: MigrationResult): number {
+export function precopyEnd(m: MigrationResult): number {
   const forcing = m.decisions.find(
     (d) => d.action.kind === 'switchover' || d.action.kind === 'postcopy' || d.action.kind === 'pause',
   );

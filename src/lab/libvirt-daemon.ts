@@ -94,9 +94,12 @@ export class LabDaemon {
       'kvmm-libvirtd',
     ];
     args.push(...Object.keys(LIBVIRT_DIRS).map((d) => path.join(spec.root, d)), spec.name);
+    // In its own process group: a Ctrl-C at the terminal reaches kvmigrate, which aborts the
+    // migration through the daemon and then stops it, rather than the daemon dying mid-job.
+    const options = { stdio: ['ignore', log, log] as ['ignore', number, number], detached: true };
     const child = spec.netns
-      ? spawn('ip', ['netns', 'exec', spec.netns, 'unshare', ...args], { stdio: ['ignore', log, log] })
-      : spawn('unshare', args, { stdio: ['ignore', log, log] });
+      ? spawn('ip', ['netns', 'exec', spec.netns, 'unshare', ...args], options)
+      : spawn('unshare', args, options);
     closeSync(log);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.once('error', () => undefined);

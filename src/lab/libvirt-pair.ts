@@ -188,13 +188,19 @@ export class LibvirtLabGuest {
    * RAM with the source's at switchover, then `resume`s it (through the driver under test) and
    * checks that the guest beats and passes its own integrity check there.
    */
-  async verifyOnDestination(destinationPid: number, resume: () => Promise<void>): Promise<DestinationCheck> {
+  async verifyOnDestination(
+    destinationPid: number,
+    resume: () => Promise<void>,
+    /** Runs once the destination beats again, before the integrity check (which pauses the workload). */
+    beforeCheck?: (resumedAt: number) => Promise<void>,
+  ): Promise<DestinationCheck> {
     this.destinationRam = await GuestRamFile.open(destinationPid, this.ramBytes);
     const ram = await compareRamFiles(this.sourceRam, this.destinationRam);
     const console = await this.connectDestinationConsole();
     const resumedAt = performance.now();
     await resume();
     const heartbeatResumed = await this.waitForBeats(1, 10_000, console, resumedAt);
+    await beforeCheck?.(resumedAt);
     const guestCheck = heartbeatResumed
       ? await console.integrityCheck()
       : { ok: false, line: 'no heartbeat from the destination after resume' };
@@ -207,6 +213,13 @@ export class LibvirtLabGuest {
       this.pair.destination.hostPath(serialSocketInside(this.name)),
     );
     return this.destinationConsole;
+  }
+
+  /** Destroys the domain wherever it is (source, destination or both), then closes what the lab holds. */
+  async remove(source: LibvirtClient, destination: LibvirtClient): Promise<void> {
+    await destination.destroyDomain(this.name).catch(() => undefined);
+    await source.destroyDomain(this.name).catch(() => undefined);
+    await this.close();
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { reportMarkdown } from '../../bench/report.js';
 import { benchConfig } from '../../bench/config.js';
-import { optionsFromConfig, runBench, type BenchOptions } from '../../bench/run.js';
+import { optionsFromConfig, parseDrivers, runBench, type BenchOptions } from '../../bench/run.js';
 import { list, positiveInt, positiveNumber } from '../options.js';
 import { interruptSignal } from '../progress.js';
 import { register as registerController } from './controller.js';
@@ -29,6 +29,17 @@ export function register(program: Command): void {
     .option('--deadline <s>', 'deadline per migration, s', positiveNumber('--deadline'), 30)
     .option('--tap', 'relay every migration through the tap')
     .option('--allow-postcopy', 'let mp, adaptive, nova and kubevirt post-copy (relaxed and stock never do)')
+    .option(
+      '--driver <qmp|libvirt|both>',
+      "how each run migrates: qmp (two QEMUs, kvmigrate owns the monitors; default), libvirt (a domain on the lab's libvirt pair), both (every run under each, interleaved; qmp is the reference)",
+      (v: string) => {
+        try {
+          return parseDrivers(v);
+        } catch (err) {
+          throw new InvalidArgumentError((err as Error).message);
+        }
+      },
+    )
     .option('--out <dir>', 'output directory', 'results')
     .option('--resume', 'keep the whole reps already in --out and run the rest')
     .option(
@@ -39,6 +50,7 @@ export function register(program: Command): void {
       const signal = interruptSignal();
       const run = {
         out: o.out,
+        ...(o.driver ? { drivers: o.driver } : {}),
         resume: Boolean(o.resume),
         signal,
         log: (l: string) => process.stderr.write(l + '\n'),
