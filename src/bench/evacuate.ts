@@ -95,7 +95,14 @@ export function parsePlan(data: unknown, where = 'plan'): EvacuationPlan {
   if (plan.strategy === 'planner' && !plan.link)
     throw new UsageError(`${where}: strategy planner needs the link the migrations share (link: e.g. 1gbit)`);
   // The simulator's view is built once here so that a bad link or workload is refused up front.
-  if (plan.link) predictionFleet(plan, where);
+  if (plan.link) {
+    try {
+      predictionFleet(plan, where);
+    } catch (err) {
+      const msg = (err as Error).message;
+      throw new UsageError(msg.startsWith(`${where}: `) ? msg : `${where}: ${msg}`);
+    }
+  }
   return plan;
 }
 
