@@ -172,16 +172,20 @@ export function checkMigrationFlags(o: MigrationFlagValues, policyGiven = true):
   };
 }
 
-/** A warning when the policy wants per-region dirty sets and this run has no source for them. */
+/**
+ * A warning when the policy wants per-region dirty sets and this run has no source for them;
+ * `why` says why not (no --tap, and the source QEMU's RAM cannot be sampled).
+ */
 export function regionWarning(
   policy: ResolvedPolicy,
   downtimeBudgetMs: number,
   postcopyPermitted: boolean,
+  why = 'no --tap and no sampling of the source QEMU',
 ): string | undefined {
   const setup = policy.policy.setup(policy.config, { downtimeBudgetMs, postcopyPermitted });
   if (!setup.wantsRegions) return undefined;
   const name = policy.policy.name;
-  return `policy ${name} wants per-region dirty sets, which migrate gets only through --tap: without it, ${
+  return `policy ${name} wants per-region dirty sets and has none (${why}): ${
     name === 'mp' ? 'mp runs as frs (its fallback)' : `${name} decides without them`
   }`;
 }

@@ -155,3 +155,25 @@ export function progressOf(core: Controller, info: MigrationInfo): Progress | un
     lastDecision: core.decisions.at(-1),
   };
 }
+
+/** What an operator asks a running migration for (control socket `status`): the core's view now. */
+export interface ControlStatus {
+  elapsedMs: number;
+  pass: number;
+  status: string;
+  downtimeLimitMs: number;
+  postcopy: boolean;
+}
+
+/** The core's view for `status`, once it has observed the migration. */
+export function controlStatus(core: Controller | undefined): ControlStatus | undefined {
+  const s = core?.latestState;
+  if (!core || !s) return undefined;
+  return {
+    elapsedMs: s.elapsedMs,
+    pass: s.currentPass,
+    status: s.status,
+    downtimeLimitMs: core.downtimeLimitMs,
+    postcopy: core.postcopyLatched,
+  };
+}

@@ -11,8 +11,18 @@ export const DomainName = z
   .regex(/^[^/\0\n]+$/, 'a domain name has no slash or newline');
 /** libvirt takes max downtime in ms as a uint64; QEMU caps downtime-limit at 2,000,000 ms. */
 export const DowntimeMs = z.number().int().min(1).max(2_000_000);
-/** libvirt's max speed is MiB/s; above 8 TiB/s QEMU's bytes/s would overflow. */
-export const SpeedMiBps = z.number().int().min(1).max(8_388_607);
+/**
+ * libvirt's max speed is MiB/s, up to its "unlimited" (INT64_MAX bytes/s in MiB/s), which is what
+ * a domain has until someone sets a cap: putting it back must be possible.
+ */
+export const UNLIMITED_SPEED_MIBPS = 8_796_093_022_207;
+export const SpeedMiBps = z.number().int().min(1).max(UNLIMITED_SPEED_MIBPS);
+/** A domain's memory as virDomainGetInfo says it (KiB): at most 16 TiB. */
+export const MemoryKiB = z
+  .number()
+  .int()
+  .min(1)
+  .max(2 ** 34);
 export const StateReply = z.object({
   state: z.number().int().min(0).max(7),
   reason: z.number().int().min(0),

@@ -42,6 +42,7 @@ import {
   ERR,
   EVENT_ID,
   JOB_STATS_COMPLETED,
+  MAX_SPEED_POSTCOPY,
   PROC,
   readDomain,
   writeDomain,
@@ -57,6 +58,7 @@ import { authenticate } from './auth.js';
 import {
   DomainName,
   DowntimeMs,
+  MemoryKiB,
   SpeedMiBps,
   StateReply,
   input,
@@ -268,23 +270,43 @@ export class LibvirtClient extends EventEmitter {
     return reply('a max downtime', () => Number(new XdrReader(body).uhyper()));
   }
 
-  /** virDomainMigrateSetMaxSpeed, in MiB/s as libvirt takes it. */
-  async setMaxSpeed(name: string, mibPerSec: number): Promise<void> {
+  /**
+   * virDomainMigrateSetMaxSpeed, in MiB/s as libvirt takes it; `postcopy` sets the post-copy
+   * phase's limit instead. Without a job libvirt keeps it for the domain's next migrations.
+   */
+  async setMaxSpeed(name: string, mibPerSec: number, opts: { postcopy?: boolean } = {}): Promise<void> {
     const value = input(SpeedMiBps, mibPerSec, 'max speed (MiB/s)');
+    const flags = opts.postcopy ? MAX_SPEED_POSTCOPY : 0;
     await this.onDomain(name, (dom) =>
-      this.rpc.call(PROC.domainMigrateSetMaxSpeed, writeDomain(new XdrWriter(), dom).uhyper(value).uint(0)),
+      this.rpc.call(
+        PROC.domainMigrateSetMaxSpeed,
+        writeDomain(new XdrWriter(), dom).uhyper(value).uint(flags),
+      ),
     );
   }
 
   /**
-   * The migration speed limit in MiB/s (libvirt's "unlimited" is 8796093022207): to notice when
-   * another party changed it.
+   * The migration speed limit in MiB/s (libvirt's "unlimited" is UNLIMITED_SPEED_MIBPS), or the
+   * post-copy phase's: to put it back, and to notice when another party changed it.
    */
-  async maxSpeed(name: string): Promise<number> {
+  async maxSpeed(name: string, opts: { postcopy?: boolean } = {}): Promise<number> {
+    const flags = opts.postcopy ? MAX_SPEED_POSTCOPY : 0;
     const body = await this.onDomain(name, (dom) =>
-      this.rpc.call(PROC.domainMigrateGetMaxSpeed, writeDomain(new XdrWriter(), dom).uint(0)),
+      this.rpc.call(PROC.domainMigrateGetMaxSpeed, writeDomain(new XdrWriter(), dom).uint(flags)),
     );
     return reply('a max speed', () => Number(new XdrReader(body).uhyper()));
+  }
+
+  /** The domain's memory (virDomainGetInfo's maxMem), bytes: the size of its guest RAM. */
+  async memoryBytes(name: string): Promise<number> {
+    const body = await this.onDomain(name, (dom) =>
+      this.rpc.call(PROC.domainGetInfo, writeDomain(new XdrWriter(), dom)),
+    );
+    return reply('domain info', () => {
+      const r = new XdrReader(body);
+      r.int(); // state
+      return MemoryKiB.parse(Number(r.uhyper())) * 1024;
+    });
   }
 
   /** virDomainMigrateStartPostCopy (the job must have been started with `postcopy: true`). */

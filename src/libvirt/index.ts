@@ -16,3 +16,4 @@ export {
 } from './errors.js';
 export { toMigrationInfo, JobParamsSchema } from './job-stats.js';
 export { parseLocalUri, DEFAULT_SOCKET } from './uri.js';
+export { UNLIMITED_SPEED_MIBPS } from './checks.js';

@@ -1,10 +1,18 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Controller, type Command, type DeadlineAction, type Decision } from '../core/controller.js';
+import {
+  Controller,
+  type Command,
+  type DeadlineAction,
+  type Decision,
+  type OperatorRequest,
+} from '../core/controller.js';
 import type { DestinationVerdict, Ending } from '../core/ending.js';
 import type { RegionSource } from '../core/regions.js';
 import {
   buildResult,
+  controlStatus,
   progressOf,
+  type ControlStatus,
   type MigrationResult,
   type Progress,
   type RunEvent,
@@ -12,6 +20,7 @@ import {
 import { TERMINAL_STATUSES, type MigrationInfo } from '../core/sample.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
 import type { LibvirtClient, MigrationHandle, MigrationOutcome } from './client.js';
+import { UNLIMITED_SPEED_MIBPS } from './checks.js';
 import { LibvirtError, LibvirtUnreachableError, UnknownDomainError } from './errors.js';
 import type { LibvirtEvent } from './events.js';
 
@@ -38,12 +47,33 @@ export interface LibvirtSessionOptions {
   stallTimeoutMs?: number;
   /** Region sets, e.g. sampling the source QEMU's RAM when it runs on this host (libvirt records its PID). */
   regionSampler?: () => Promise<RegionSource>;
+  /**
+   * Why there is no `regionSampler` (e.g. the source QEMU runs on another host): noted in the
+   * decision log when the policy wants region sets.
+   */
+  regionsUnavailable?: string;
+  /** How often the region source is read while a pass runs, besides every pass end (default 250 ms, as the QMP driver). */
+  regionSampleMs?: number;
+  /**
+   * The job's speed limit (virDomainMigrateSetMaxSpeed; libvirt takes whole MiB/s, so it is
+   * rounded down), bytes/s. Unset: left as it is. The domain's own limit is put back at the end.
+   */
+  maxBandwidthBps?: number;
+  /** The post-copy phase's speed limit, bytes/s (VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY); put back at the end. */
+  postcopyBandwidthBps?: number;
   /** `resume` the destination domain after completion when it was left paused (default true). */
   resumeDestination?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: Progress) => void;
   onDecision?: (d: Decision) => void;
   onEvent?: (e: RunEvent) => void;
+  /** Called once the job was started or adopted: a good moment to say where to reach us. */
+  onStarted?: () => void;
+}
+
+/** bytes/s → libvirt's whole MiB/s, rounded down (never above the cap), at least 1. */
+export function speedMiBps(bytesPerSecond: number): number {
+  return Math.min(UNLIMITED_SPEED_MIBPS, Math.max(1, Math.floor(bytesPerSecond / 2 ** 20)));
 }
 
 /** How often the job's downtime limit is read back to notice an orchestrator changing it. */
@@ -66,8 +96,11 @@ export class LibvirtSession {
   private cpu0: NodeJS.CpuUsage | undefined;
   private sourceWasRunning = true;
   private originalLimitMs: number | undefined;
+  /** The domain's speed limits before we set ours (MiB/s), to put back. */
+  private originalSpeed: { precopy?: number; postcopy?: number } = {};
   private lastLimitCheck = 0;
   private regionSource: RegionSource | undefined;
+  private lastRegionRead = 0;
   private wake: (() => void) | undefined;
   private error: string | undefined;
   /** The job's final statistics from libvirt's job-completed event. */
@@ -110,6 +143,57 @@ export class LibvirtSession {
       // libvirt keeps a max downtime set for later migrations of the domain: put the old one back.
       if (this.originalLimitMs !== undefined && this.originalLimitMs >= 1)
         await source.setMaxDowntime(domain, this.originalLimitMs).catch(() => undefined);
+      await this.restoreSpeeds();
+    }
+  }
+
+  /**
+   * An operator's request while the migration runs (control socket): through the core's action
+   * rules, carried out at once through libvirt. Resolves with what was done or why it was refused.
+   */
+  async request(req: OperatorRequest): Promise<{ accepted: boolean; detail: string }> {
+    if (!this.core || this.startedAt === 0)
+      return { accepted: false, detail: 'the migration has not started yet' };
+    const v = this.core.request(req, this.elapsed());
+    if (v.refused) return { accepted: false, detail: v.refused };
+    await this.execute(v.commands);
+    this.wake?.();
+    return {
+      accepted: true,
+      detail: v.commands.length ? v.commands.map((c) => c.kind).join(', ') : 'nothing to change',
+    };
+  }
+
+  /** The controller's view right now (control socket `status`). */
+  get status(): ControlStatus | undefined {
+    return controlStatus(this.core);
+  }
+
+  /** Sets the job's speed limits asked for, after reading the domain's own to put back. */
+  private async setSpeeds(): Promise<void> {
+    const { source, domain, maxBandwidthBps, postcopyBandwidthBps } = this.opts;
+    const set = async (bps: number | undefined, postcopy: boolean) => {
+      if (bps === undefined) return;
+      const before = await source.maxSpeed(domain, { postcopy });
+      this.originalSpeed[postcopy ? 'postcopy' : 'precopy'] = before;
+      await source.setMaxSpeed(domain, speedMiBps(bps), { postcopy });
+    };
+    await set(maxBandwidthBps, false);
+    await set(postcopyBandwidthBps, true);
+  }
+
+  /**
+   * Puts the domain's own speed limits back (every way out). A domain that left the source with
+   * its migration takes nothing of ours along: libvirt starts it on the destination with that
+   * daemon's default.
+   */
+  private async restoreSpeeds(): Promise<void> {
+    const { source, domain } = this.opts;
+    for (const [which, mib] of Object.entries(this.originalSpeed)) {
+      if (mib === undefined || mib < 1) continue;
+      await source
+        .setMaxSpeed(domain, Math.min(mib, UNLIMITED_SPEED_MIBPS), { postcopy: which === 'postcopy' })
+        .catch(() => undefined);
     }
   }
 
@@ -124,6 +208,7 @@ export class LibvirtSession {
         0,
       );
     await source.setMaxDowntime(domain, Math.max(1, Math.round(setup.downtimeLimitMs)));
+    await this.setSpeeds();
     this.startedAt = performance.now();
     this.startedWallMs = Date.now();
     this.cpu0 = process.cpuUsage();
@@ -140,11 +225,35 @@ export class LibvirtSession {
         this.wake?.();
       });
     }
-    if (setup.wantsRegions && this.opts.regionSampler) {
-      this.regionSource = await this.opts.regionSampler().catch(() => undefined);
-      const rs = this.regionSource;
-      if (rs) this.core.attachRegions(rs);
+    if (setup.wantsRegions) await this.openRegionSource();
+    this.opts.onStarted?.();
+  }
+
+  /** The policy wants region sets: open the sampler, or say in the decision log why there are none. */
+  private async openRegionSource(): Promise<void> {
+    let why = this.opts.regionsUnavailable ?? 'no region source given';
+    if (this.opts.regionSampler) {
+      try {
+        this.regionSource = await this.opts.regionSampler();
+      } catch (err) {
+        why = (err as Error).message;
+      }
     }
+    const rs = this.regionSource;
+    if (rs) this.core.attachRegions(rs);
+    else this.core.note(`no region sets (${why}): the policy decides without them`, this.elapsed());
+  }
+
+  /** Reads the region source at every pass end and every `regionSampleMs` in between (as the QMP driver). */
+  private readRegions(info: MigrationInfo): void {
+    const rs = this.regionSource;
+    if (!rs || !info.ram) return;
+    const now = performance.now();
+    const syncAdvanced =
+      (info.ram['dirty-sync-count'] ?? 0) > this.core.currentPass && this.core.currentPass > 0;
+    if (!syncAdvanced && now - this.lastRegionRead < (this.opts.regionSampleMs ?? 250)) return;
+    this.core.regionsDirtied(rs.changed());
+    this.lastRegionRead = now;
   }
 
   private elapsed(): number {
@@ -173,7 +282,7 @@ export class LibvirtSession {
         // libvirt forgets a job once it ends: the last job's statistics say how it ended.
         if (info.status === 'none' && (this.sawJob || this.ended)) info = await this.finalSample();
         if (info.status !== 'none' && info.status !== 'setup') this.sawJob = true;
-        if (this.regionSource && info.ram) this.core.regionsDirtied(this.regionSource.changed());
+        this.readRegions(info);
         const step = this.core.observe(info, this.elapsed());
         await this.execute(step.commands);
         await this.noticeForeignLimit();
@@ -333,7 +442,7 @@ export class LibvirtSession {
 
   private result(ending: Ending): MigrationResult {
     const endedAt = performance.now();
-    return buildResult(this.core, ending, {
+    const result = buildResult(this.core, ending, {
       policy: this.opts.policy,
       downtimeBudgetMs: this.opts.downtimeBudgetMs,
       deadlineMs: this.opts.deadlineMs,
@@ -349,5 +458,7 @@ export class LibvirtSession {
       controllerCpuPct: this.cpuPct(endedAt - this.startedAt),
       error: this.error ?? this.ended?.error,
     });
+    this.opts.onEvent?.({ type: 'outcome', result });
+    return result;
   }
 }

@@ -20,6 +20,7 @@ export const PROC = {
   domainCreateXml: 10,
   domainDestroy: 12,
   domainGetXmlDesc: 14,
+  domainGetInfo: 16,
   domainLookupByName: 23,
   domainResume: 28,
   domainSuspend: 34,
@@ -55,6 +56,9 @@ export const MIGRATE = {
 } as const;
 
 export const JOB_STATS_COMPLETED = 1;
+
+/** VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY: the speed limit of the post-copy phase. */
+export const MAX_SPEED_POSTCOPY = 1;
 
 /** virDomainState. */
 export const DOMAIN_STATES = [

@@ -3,7 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { OperatorRequest } from '../core/controller.js';
-import type { Progress, RunEvent } from '../core/result.js';
+import type { ControlStatus, Progress, RunEvent } from '../core/result.js';
 import {
   ControlRequestSchema,
   ControlResponseSchema,
@@ -12,12 +12,10 @@ import {
 } from '../core/schema.js';
 import { UsageError } from '../util/errors.js';
 
-/** What the control socket acts on: a running migration (MigrationSession). */
+/** What the control socket acts on: a running migration (MigrationSession, LibvirtSession). */
 export interface ControlTarget {
   request(req: OperatorRequest): Promise<{ accepted: boolean; detail: string }>;
-  readonly status:
-    | { elapsedMs: number; pass: number; status: string; downtimeLimitMs: number; postcopy: boolean }
-    | undefined;
+  readonly status: ControlStatus | undefined;
 }
 
 /** Longest request line accepted; a request is a few dozen bytes. */

@@ -10,7 +10,9 @@ import type { Ending } from '../core/ending.js';
 import type { RecoveryConfig } from '../core/postcopy-recovery.js';
 import {
   buildResult,
+  controlStatus,
   progressOf,
+  type ControlStatus,
   type MigrationResult,
   type Progress,
   type RunEvent,
@@ -227,18 +229,8 @@ export class MigrationSession {
   }
 
   /** The controller's view right now (control socket `status`). */
-  get status():
-    | { elapsedMs: number; pass: number; status: string; downtimeLimitMs: number; postcopy: boolean }
-    | undefined {
-    const s = this.core?.latestState;
-    if (!s) return undefined;
-    return {
-      elapsedMs: s.elapsedMs,
-      pass: s.currentPass,
-      status: s.status,
-      downtimeLimitMs: this.core.downtimeLimitMs,
-      postcopy: this.core.postcopyLatched,
-    };
+  get status(): ControlStatus | undefined {
+    return controlStatus(this.core);
   }
 
   private async saveAll(): Promise<{ source: SavedSettings; destination: SavedSettings }> {

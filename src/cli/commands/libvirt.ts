@@ -1,29 +1,33 @@
 import type { Command } from 'commander';
-import { resultExitCode } from '../../core/result.js';
-import { LibvirtClient } from '../../libvirt/index.js';
-import { LibvirtSession } from '../../libvirt/libvirt-session.js';
+import { LibvirtClient, UNLIMITED_SPEED_MIBPS } from '../../libvirt/index.js';
+import { LibvirtSession, speedMiBps } from '../../libvirt/libvirt-session.js';
 import { recoverLibvirt } from '../../libvirt/recover.js';
 import { EXIT, UsageError } from '../../util/errors.js';
 import { resolveDeadline } from '../deadline.js';
-import { outcomeSummary } from '../format.js';
-import { checkMigrationFlags, migrationOptions } from '../migration-flags.js';
-import { interruptSignal, progressReporter } from '../progress.js';
+import { checkMigrationFlags, migrationOptions, sessionFromFlags } from '../migration-flags.js';
+import { formatRate } from '../rate.js';
+import { libvirtRegionPlan, regionLine, wantsRegions, type RegionFlags } from '../region-sources.js';
+import { RunOutputs, runOutputOptions } from '../run-outputs.js';
+import { announce, steer, steerOptions, type SteerValues } from '../steer.js';
 
 /** The flags of `migrate --libvirt` and `attach`, as commander hands them over. */
-interface LibvirtFlags {
+interface LibvirtFlags extends SteerValues, RegionFlags {
   libvirt: string;
   domain?: string;
   to?: string;
   migrateUri?: string;
   listenAddress?: string;
-  json?: boolean;
-  quiet?: boolean;
+  events?: string;
+  metrics?: string;
+  metricsLinger?: string;
 }
 
 /**
  * Steers a libvirt migration: `start` starts it (`migrate --libvirt … --to …`), otherwise it takes
  * over the job already running (`attach`). Both go through the same controller core as the QMP
- * driver; actions only through libvirt's own calls.
+ * driver, with the same operator contract (--bandwidth, --events, --metrics, the control socket,
+ * region sets by sampling the source QEMU's RAM when it runs on this host); actions only through
+ * libvirt's own calls.
  */
 export async function steerLibvirt(
   o: LibvirtFlags & Record<string, unknown>,
@@ -31,64 +35,89 @@ export async function steerLibvirt(
   start: boolean,
 ) {
   if (!o.domain) throw new UsageError('--libvirt needs --domain NAME');
+  const domain = o.domain;
   if (start && !o.to)
     throw new UsageError('migrate --libvirt needs --to DEST_URI (the destination libvirt URI)');
   const flags = checkMigrationFlags(o as never, policyGiven);
-  const source = await LibvirtClient.open(o.libvirt);
-  const destination = o.to ? await LibvirtClient.open(o.to).catch(() => undefined) : undefined;
+  const outputs = await RunOutputs.open(o, {
+    policy: flags.policy.policy.name,
+    source: `${o.libvirt} domain ${domain}`,
+    destination: o.to ?? 'unknown',
+    migrateUri: o.migrateUri ?? 'libvirt',
+  });
+  announce(o, outputs);
+  let source: LibvirtClient | undefined;
+  let destination: LibvirtClient | undefined;
   try {
-    const info = await source.jobStats(o.domain).catch(() => undefined);
+    source = await LibvirtClient.open(o.libvirt);
+    destination = o.to ? await LibvirtClient.open(o.to).catch(() => undefined) : undefined;
+    const src = source;
+    // The deadline from the domain's memory and the speed libvirt holds it to (as QMP's max-bandwidth).
+    const ramBytes = await src.memoryBytes(domain).catch(() => undefined);
+    const speed = await src.maxSpeed(domain).catch(() => undefined);
     const deadline = resolveDeadline({
       deadlineS: flags.deadlineS,
       perGiBS: flags.perGiBS,
-      ramBytes: info?.ram?.total ?? 2 ** 30,
-      bandwidthBps: flags.maxBandwidthBps,
+      ramBytes: ramBytes ?? 2 ** 30,
+      bandwidthBps:
+        flags.maxBandwidthBps ?? (speed && speed < UNLIMITED_SPEED_MIBPS ? speed * 2 ** 20 : undefined),
     });
-    const progress = progressReporter(Boolean(o.quiet || o.json), [`deadline ${deadline.why}`]);
-    const result = await new LibvirtSession({
-      source,
-      destination,
-      domain: o.domain,
-      start: start
-        ? {
-            destUri: o.to!,
-            migrateUri: o.migrateUri?.replace(/^tcp:(?!\/\/)/, 'tcp://'),
-            listenAddress: o.listenAddress,
-          }
-        : undefined,
-      policy: flags.policy,
-      downtimeBudgetMs: flags.downtimeBudgetMs,
-      deadlineMs: deadline.ms,
-      onDeadline: flags.onDeadline,
-      postcopyPermitted: flags.postcopyPermitted,
-      signal: interruptSignal(),
-      ...progress,
-    }).run();
-    progress.done();
-    if (!o.json && !o.quiet) {
-      process.stderr.write(outcomeSummary(result));
-    }
-    process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
-    process.exitCode = resultExitCode(result);
+    const regions = wantsRegions(flags) ? await libvirtRegionPlan(o, src, domain) : undefined;
+    await steer(
+      o,
+      outputs,
+      [
+        `deadline ${deadline.why}, then ${flags.onDeadline}`,
+        ...(flags.maxBandwidthBps !== undefined
+          ? [`max speed ${formatRate(speedMiBps(flags.maxBandwidthBps) * 2 ** 20)}`]
+          : []),
+        ...(regions ? [regionLine(flags, regions)] : []),
+      ],
+      (hooks) =>
+        new LibvirtSession({
+          source: src,
+          destination,
+          domain,
+          start: start
+            ? {
+                destUri: o.to!,
+                migrateUri: o.migrateUri?.replace(/^tcp:(?!\/\/)/, 'tcp://'),
+                listenAddress: o.listenAddress,
+              }
+            : undefined,
+          ...sessionFromFlags(flags, deadline.ms),
+          regionSampler: regions?.sampler,
+          regionsUnavailable: regions?.sampler ? undefined : regions?.note,
+          ...hooks,
+        }),
+    );
+  } catch (err) {
+    outputs.failed(err);
+    throw err;
   } finally {
-    await source.close();
+    await outputs.close();
+    await source?.close();
     await destination?.close();
   }
 }
 
 export function register(program: Command): void {
   migrationOptions(
-    program
-      .command('attach')
-      .description(
-        'take over a libvirt migration someone else started (virsh, an orchestrator) and steer it to the end',
-      )
-      .requiredOption(
-        '--libvirt <uri>',
-        "the source's libvirt URI, e.g. qemu:///system or qemu+unix:///system?socket=PATH",
-      )
-      .requiredOption('--domain <name>', 'the migrating domain')
-      .option('--to <uri>', "the destination's libvirt URI: asked at the end where the guest is"),
+    steerOptions(
+      runOutputOptions(
+        program
+          .command('attach')
+          .description(
+            'take over a libvirt migration someone else started (virsh, an orchestrator) and steer it to the end',
+          )
+          .requiredOption(
+            '--libvirt <uri>',
+            "the source's libvirt URI, e.g. qemu:///system or qemu+unix:///system?socket=PATH",
+          )
+          .requiredOption('--domain <name>', 'the migrating domain')
+          .option('--to <uri>', "the destination's libvirt URI: asked at the end where the guest is"),
+      ),
+    ),
   ).action(async (o, cmd: Command) => steerLibvirt(o, cmd.getOptionValueSource('policy') === 'cli', false));
 }
 

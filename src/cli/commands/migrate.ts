@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
-import { ControlServer } from '../../migration/control-socket.js';
 import { resultExitCode } from '../../core/result.js';
 import { MigrationSession, type MigrationResult } from '../../migration/session.js';
 import { QmpClient } from '../../qmp/index.js';
@@ -8,16 +7,18 @@ import { MigrationTap } from '../../tap/index.js';
 import { EXIT, MigrationSetupError, UsageError, type ExitCode } from '../../util/errors.js';
 import { resolveDeadline } from '../deadline.js';
 import { QmpUnreachableError } from '../errors.js';
-import { outcomeSummary } from '../format.js';
-import {
-  checkMigrationFlags,
-  migrationOptions,
-  regionWarning,
-  sessionFromFlags,
-} from '../migration-flags.js';
-import { interruptSignal, progressReporter } from '../progress.js';
+import { checkMigrationFlags, migrationOptions, sessionFromFlags } from '../migration-flags.js';
 import { formatRate } from '../rate.js';
+import {
+  qmpRegionPlan,
+  qmpSourcePid,
+  regionLine,
+  wantsRegions,
+  type RegionFlags,
+  type RegionPlan,
+} from '../region-sources.js';
 import { RunOutputs, runOutputOptions } from '../run-outputs.js';
+import { announce, steer, steerOptions, type SteerValues } from '../steer.js';
 import { steerLibvirt } from './libvirt.js';
 
 /** `--tap` relays to where `--uri` points. */
@@ -91,16 +92,11 @@ function migrateOptions(cmd: Command): Command {
     .option(
       '--tap [addr:port]',
       'relay through the tap, listening here (default 127.0.0.1, any port); needs a tcp: --uri',
-    )
-    .option(
-      '--control-socket <path>',
-      'listen for kvmigrate ctl here (default $XDG_RUNTIME_DIR/kvmigrate/PID.sock, /run/kvmigrate/ or TMPDIR)',
-    )
-    .option('--no-control-socket', 'no control socket');
+    );
 }
 
 export function register(program: Command): void {
-  migrationOptions(migrateOptions(runOutputOptions(program.command('migrate')))).action(
+  migrationOptions(steerOptions(migrateOptions(runOutputOptions(program.command('migrate'))))).action(
     async (o, cmd: Command) => {
       const policyGiven = cmd.getOptionValueSource('policy') === 'cli';
       if (o.libvirt) return steerLibvirt(o, policyGiven, true);
@@ -115,34 +111,34 @@ export function register(program: Command): void {
 type MigrateFlags = ReturnType<typeof checkMigrationFlags>;
 
 /** `migrate`'s own options on the QMP path, as commander hands them over. */
-interface QmpMigrateValues {
+interface QmpMigrateValues extends SteerValues, RegionFlags {
   src: string;
   dst: string;
   uri: string;
   incoming?: string;
   tap?: string | true;
-  controlSocket?: string | false;
-  json?: boolean;
-  quiet?: boolean;
   events?: string;
   metrics?: string;
   metricsLinger?: string;
 }
 
-/** `migrate` on two QMP sockets: connect, size the deadline, start the tap and control socket, run, report. */
+/**
+ * `migrate` on two QMP sockets: connect, size the deadline, start the tap or the sampling of the
+ * source's RAM (region sets), the control socket, run, report.
+ */
 async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<void> {
   const upstream = o.tap ? tapUpstream(o.uri) : undefined;
-  if (!upstream) {
-    const warning = regionWarning(flags.policy, flags.downtimeBudgetMs, flags.postcopyPermitted);
-    if (warning) process.stderr.write(`kvmigrate: ${warning}\n`);
-  }
+  // Without the tap, region sets come from sampling the source QEMU's RAM when it runs here.
+  const found = !upstream && wantsRegions(flags) ? await qmpSourcePid(o, o.src) : undefined;
+  const warn = (plan: RegionPlan) => process.stderr.write(`kvmigrate: ${regionLine(flags, plan)}\n`);
+  if (found && !('pid' in found)) warn(found);
   const outputs = await RunOutputs.open(o, {
     policy: flags.policy.policy.name,
     source: o.src,
     destination: o.dst,
     migrateUri: o.uri,
   });
-  if (outputs.metricsUrl && !o.quiet) process.stderr.write(`kvmigrate: metrics on ${outputs.metricsUrl}\n`);
+  announce(o, outputs);
   const source = await connect(o.src).catch(async (e) => {
     await outputs.close();
     throw e;
@@ -153,8 +149,6 @@ async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<voi
     throw e;
   });
   let tap: MigrationTap | undefined;
-  let control: ControlServer | undefined;
-  let announce: (() => void) | undefined;
   try {
     const facts = await sourceFacts(source);
     const deadline = resolveDeadline({
@@ -164,40 +158,38 @@ async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<voi
       bandwidthBps: flags.maxBandwidthBps ?? facts.maxBandwidthBps,
     });
     if (upstream) tap = await startTap(o.tap ?? true, upstream, facts.ramBytes);
-    const progress = progressReporter(Boolean(o.quiet || o.json), [
-      `deadline ${deadline.why}, then ${flags.onDeadline}`,
-      ...(flags.maxBandwidthBps !== undefined ? [`max-bandwidth ${formatRate(flags.maxBandwidthBps)}`] : []),
-    ]);
-    const session = new MigrationSession({
-      source,
-      destination,
-      migrateUri: tap?.uri ?? o.uri,
-      regionSource: tap,
-      incomingUri: o.incoming,
-      ...sessionFromFlags(flags, deadline.ms),
-      // In post-copy the guest must run on the destination: one started with -S (as the README
-      // says) is started when post-copy begins (a policy's switch or kvmigrate ctl postcopy).
-      startDestinationOnPostcopy: true,
-      signal: interruptSignal(),
-      ...progress,
-      onEvent: outputs.onEvent,
-      onStarted: () => announce?.(),
-    });
-    // Said once the migration started, so a refusal before it stays the only line on stderr.
-    if (o.controlSocket !== false) ({ control, announce } = await openControl(session, o, outputs));
-    const result = await session.run();
-    progress.done();
-    if (!o.json && !o.quiet) process.stderr.write(outcomeSummary(result));
-    if (outputs.eventsError) process.stderr.write(`kvmigrate: --events stopped: ${outputs.eventsError}\n`);
-    // With --events -, stdout is the event stream and the result its last line.
-    if (!outputs.eventsOnStdout)
-      process.stdout.write(JSON.stringify(result, null, o.json ? 2 : undefined) + '\n');
-    process.exitCode = migrationExitCode(result);
+    const regions =
+      found && 'pid' in found ? await qmpRegionPlan(found.pid, source, facts.ramBytes) : undefined;
+    if (regions && !regions.sampler) warn(regions);
+    await steer(
+      o,
+      outputs,
+      [
+        `deadline ${deadline.why}, then ${flags.onDeadline}`,
+        ...(flags.maxBandwidthBps !== undefined
+          ? [`max-bandwidth ${formatRate(flags.maxBandwidthBps)}`]
+          : []),
+        ...(regions?.sampler ? [regions.note] : []),
+      ],
+      (hooks) =>
+        new MigrationSession({
+          source,
+          destination,
+          migrateUri: tap?.uri ?? o.uri,
+          regionSource: tap,
+          regionSampler: regions?.sampler,
+          incomingUri: o.incoming,
+          ...sessionFromFlags(flags, deadline.ms),
+          // In post-copy the guest must run on the destination: one started with -S (as the README
+          // says) is started when post-copy begins (a policy's switch or kvmigrate ctl postcopy).
+          startDestinationOnPostcopy: true,
+          ...hooks,
+        }),
+    );
   } catch (err) {
     outputs.failed(err);
     throw err;
   } finally {
-    await control?.close();
     await outputs.close();
     await tap?.close();
     source.close();
@@ -212,16 +204,4 @@ async function startTap(
 ): Promise<MigrationTap> {
   const [listenHost, listenPort] = typeof at === 'string' ? at.split(':') : ['127.0.0.1', '0'];
   return MigrationTap.start({ ...upstream, listenHost, listenPort: Number(listenPort), ramBytes });
-}
-
-async function openControl(session: MigrationSession, o: QmpMigrateValues, outputs: RunOutputs) {
-  const control = await ControlServer.listen(session, o.controlSocket || undefined);
-  outputs.listen(control.observe);
-  const announce = () => {
-    if (!o.quiet)
-      process.stderr.write(
-        `kvmigrate: control socket ${control.path} (kvmigrate ctl ${control.path} status|force-complete|postcopy|abort|set-downtime MS)\n`,
-      );
-  };
-  return { control, announce };
 }
