@@ -7,14 +7,20 @@ import {
   fixedConcurrency,
   kubevirtStrategy,
   novaStrategy,
+  predictor,
+  streamCap,
   type FleetResult,
   type Strategy,
 } from '../sim/fleet.js';
-import { planEvacuation } from '../sim/planner.js';
+import { planEvacuation, type ChosenPlan } from '../sim/planner.js';
+import type { SharedLink } from '../sim/link.js';
 
 const GiB = 2 ** 30;
 
-/** `nova`, `kubevirt`, `fixed:N`, `fixed` (= fixed:1…8) or `planner`, evacuated in turn. */
+/** The fixed concurrencies `fixed` runs: the best of them is the planner's yardstick. */
+export const FIXED_MAX = 12;
+
+/** `nova`, `kubevirt`, `fixed:N`, `fixed` (= fixed:1…12) or `planner`, evacuated in turn. */
 export function runStrategies(fleet: Fleet, names: string[]): FleetResult[] {
   const strategies: (() => Strategy | 'planner')[] = [];
   for (const name of names) {
@@ -22,7 +28,8 @@ export function runStrategies(fleet: Fleet, names: string[]): FleetResult[] {
     if (name === 'nova') strategies.push(novaStrategy);
     else if (name === 'kubevirt') strategies.push(kubevirtStrategy);
     else if (name === 'planner') strategies.push(() => 'planner');
-    else if (name === 'fixed') for (let n = 1; n <= 8; n++) strategies.push(() => fixedConcurrency(n));
+    else if (name === 'fixed')
+      for (let n = 1; n <= FIXED_MAX; n++) strategies.push(() => fixedConcurrency(n));
     else if (fixed && Number(fixed[1]) >= 1) strategies.push(() => fixedConcurrency(Number(fixed[1])));
     else throw new UsageError(`unknown strategy '${name}': use nova, kubevirt, fixed, fixed:N or planner`);
   }
@@ -35,9 +42,34 @@ export function runStrategies(fleet: Fleet, names: string[]): FleetResult[] {
   });
 }
 
+/**
+ * A floor no strategy can beat: one set-up time, then every VM's data (as predicted alone at its
+ * full share, the least it sends) over the capacity of its links — the busiest link decides.
+ */
+export function lowerBoundMs(fleet: Fleet): number {
+  const predict = predictor(fleet);
+  const cap = streamCap(fleet);
+  const bytes = new Map<SharedLink, number>();
+  for (const vm of fleet.vms) {
+    const share = Math.min(cap, ...vm.path.map((l) => l.capacityBps));
+    const sent = predict(vm, share).transferredBytes;
+    for (const l of vm.path) bytes.set(l, (bytes.get(l) ?? 0) + sent);
+  }
+  return fleet.spec.setupS * 1000 + Math.max(0, ...[...bytes].map(([l, b]) => (b / l.capacityBps) * 1000));
+}
+
+/** What planEvacuation chose, in words. */
+export function chosenText(c: ChosenPlan | undefined): string | undefined {
+  if (!c) return undefined;
+  if (c.kind === 'fixed')
+    return `${c.perHost} at a time per host, ${c.order === 'queue' ? 'in the fleet’s order' : 'longest first'} (no calendar plan did better)`;
+  return `the link calendar, ${c.order === 'time' ? 'longest' : 'most link × time'} first, downtimes planned within ${Math.round((c.sloMargin ?? 0) * 100)}% of the SLO`;
+}
+
 /** The planner against fixed concurrency: the fastest, and the fastest with no more SLO violations than the planner. */
-export function plannerVerdict(results: FleetResult[]): string | undefined {
-  const planner = results.find((r) => r.strategy === 'planner');
+export function plannerVerdict(results: FleetResult[], lowerMs?: number): string | undefined {
+  const planner = results.find((r) => r.strategy === 'planner') as
+    (FleetResult & { chosen?: ChosenPlan }) | undefined;
   const fixed = results.filter((r) => r.strategy !== 'planner');
   if (!planner || fixed.length === 0) return undefined;
   const shorter = (r: FleetResult) => {
@@ -56,10 +88,17 @@ export function plannerVerdict(results: FleetResult[]): string | undefined {
       `${shorter(fair)} than the fastest fixed strategy with no more SLO violations than the planner, ${fair.strategy} (${fair.sloViolations})`,
     );
   else if (!fair) parts.push('every fixed strategy has more SLO violations than the planner');
+  const chosen = chosenText(planner.chosen);
+  if (chosen) parts.push(`its plan: ${chosen}`);
+  if (lowerMs !== undefined)
+    parts.push(
+      `lower bound (set-up + data / link) ${s(lowerMs)} s: planner ${pct(planner.makespanMs, lowerMs)}, ${fastest.strategy} ${pct(fastest.makespanMs, lowerMs)} above it`,
+    );
   return parts.join('; ') + '.';
 }
 
 const s = (ms: number) => (ms / 1000).toFixed(1);
+const pct = (x: number, floor: number) => `${Math.round((x / floor - 1) * 100)}%`;
 
 export function summaryRows(results: FleetResult[]): string[][] {
   return results.map((r) => {
@@ -112,7 +151,7 @@ export function fleetBlocks(fleet: Fleet, results: FleetResult[], file: string):
     },
     { kind: 'table', table: { head: SUMMARY_HEAD, rows: summaryRows(results) } },
   ];
-  const verdict = plannerVerdict(results);
+  const verdict = plannerVerdict(results, lowerBoundMs(fleet));
   if (verdict) blocks.push({ kind: 'paragraph', text: verdict });
   for (const r of results) {
     blocks.push({ kind: 'heading', level: 2, text: `${r.strategy}: per VM` });

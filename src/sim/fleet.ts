@@ -2,7 +2,7 @@ import { UsageError } from '../util/errors.js';
 import type { Fleet, FleetVm } from './fleet-spec.js';
 import type { SharedLink } from './link.js';
 import { DEFAULT_PARAMS, streamCapBps } from './params.js';
-import { SimRun, simulate, type SimOptions, type SimResult } from './simulate.js';
+import { SimRun, type SimOptions, type SimResult } from './simulate.js';
 
 /**
  * Host evacuation, simulated: every VM's migration is a SimRun (the controller core over the
@@ -134,7 +134,7 @@ export function evacuate(fleet: Fleet, strategy: Strategy): FleetResult {
       if (cap !== a.cap) a.run.setMaxBandwidth((a.cap = cap));
     }
     const rates = progressiveFill(
-      active.map((a) => ({ demand: t >= a.sendingAt ? a.run.demandBps() : 0, path: a.vm.path })),
+      active.map((a) => ({ demand: t >= a.sendingAt ? a.run.usableBps() : 0, path: a.vm.path })),
       t,
     );
     active.forEach((a, i) => {
@@ -238,7 +238,7 @@ export function strategyNames(): string[] {
 }
 
 /** The best fixed per-host concurrency (1…maxN) by makespan, then SLO violations. */
-export function bestFixed(fleet: Fleet, maxN = 8): FleetResult {
+export function bestFixed(fleet: Fleet, maxN = 12): FleetResult {
   let best: FleetResult | undefined;
   for (let n = 1; n <= maxN; n++) {
     const r = evacuate(fleet, fixedConcurrency(n));
@@ -247,14 +247,30 @@ export function bestFixed(fleet: Fleet, maxN = 8): FleetResult {
   return { ...best!, strategy: `best fixed (${best!.strategy})` };
 }
 
-/** A solo prediction of one VM's migration with `bps` to itself: the simulator itself. */
+/**
+ * A solo prediction of one VM's migration with `bps` to itself (its max-bandwidth, and the link it
+ * has): the simulator itself, stepped as the fleet steps, with the bandwidth it used in every step
+ * from its first byte on (`profile`, bytes/s per FLEET_STEP_MS): low while QEMU scans zero pages,
+ * syncs its bitmap or switches over.
+ */
+export interface Prediction extends SimResult {
+  profile: Float32Array;
+}
+
 export function predictor(fleet: Fleet) {
-  const cache = new Map<string, SimResult>();
-  return (vm: FleetVm, bps: number): SimResult => {
+  const cache = new Map<string, Prediction>();
+  return (vm: FleetVm, bps: number): Prediction => {
     const key = `${vm.workload}@${vm.ramMiB}|${vm.policy.policy.name}|${JSON.stringify(vm.policy.config)}|${vm.path.map((l) => l.name).join('>')}|${Math.round(bps)}`;
     let r = cache.get(key);
     if (!r) {
-      r = simulate(vmOptions(fleet, vm, { linkBps: bps }));
+      const run = new SimRun(vmOptions(fleet, vm, { linkBps: bps }));
+      const used: number[] = [];
+      while (!run.done) {
+        const before = run.m.transferred;
+        run.step(Math.min(run.demandBps(), bps));
+        used.push(((run.m.transferred - before) * 1000) / FLEET_STEP_MS);
+      }
+      r = { ...run.result(), profile: Float32Array.from(used) };
       cache.set(key, r);
     }
     return r;

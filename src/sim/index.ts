@@ -19,8 +19,18 @@ export {
   novaStrategy,
   kubevirtStrategy,
   progressiveFill,
+  predictor,
+  type Prediction,
   type Strategy,
   type FleetResult,
   type VmOutcome,
 } from './fleet.js';
-export { plannerStrategy, planOptions, planEvacuation, type PlanEntry, type PlanOption } from './planner.js';
+export {
+  plannerStrategy,
+  planOptions,
+  planEvacuation,
+  type PlanEntry,
+  type PlanOption,
+  type PlannerOptions,
+  type ChosenPlan,
+} from './planner.js';

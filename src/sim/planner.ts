@@ -2,31 +2,39 @@ import type { Fleet, FleetVm } from './fleet-spec.js';
 import {
   evacuate,
   fixedConcurrency,
+  FLEET_STEP_MS,
   predictor,
   streamCap,
   type Active,
   type FleetResult,
+  type Prediction,
   type Strategy,
 } from './fleet.js';
 import type { SharedLink } from './link.js';
-import type { SimResult } from './simulate.js';
 
 type Predictor = ReturnType<typeof predictor>;
 
 /** Shares of its bottleneck link the planner considers giving one migration: 1/j of it. */
-const SHARES = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16];
-/** A share that fits the spare bandwidth is taken if it occupies at most this × the best link × time. */
-const AREA_SLACK = 3;
-/** Planned downtimes stay under this share of the SLO: in a fleet a migration's share moves. */
-const SLO_MARGIN = 0.8;
-/** The margins planEvacuation tries, in turn, until the evacuation keeps to the unavoidable violations. */
-const MARGINS = [0.8, 0.7, 0.6];
+const SHARES = [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16];
+/** A share that fits now is taken if it occupies at most this × the least link × time of the VM's options. */
+const AREA_SLACK = 2;
+/**
+ * The calendar books up to this share of a link: QEMU lifts max-bandwidth for the stop-and-copy, so
+ * a migration switching over briefly takes more than its booking from the others.
+ */
+const HEADROOM = 1;
+/** Planned downtimes stay under this share of the SLO. */
+const SLO_MARGIN = 0.9;
+/** The margins planEvacuation tries, in turn, while more migrations break the SLO than must. */
+const MARGINS = [0.9, 0.8, 0.7];
+/** The orders planEvacuation tries (see plannerStrategy). */
+const ORDERS = ['area', 'time'] as const;
 
 export interface PlanOption {
   /** Bandwidth reserved for (and max-bandwidth of) its migration, bytes/s. */
   bps: number;
-  /** Predicted solo migration at that bandwidth. */
-  predicted: SimResult;
+  /** Predicted solo migration at that bandwidth, with the bandwidth it uses step by step. */
+  predicted: Prediction;
 }
 
 export interface PlanEntry {
@@ -35,75 +43,204 @@ export interface PlanEntry {
   options: PlanOption[];
 }
 
+export interface PlannerOptions {
+  /** At most this many migrations per source host at once, setting up or sending (default 32). */
+  maxPerHost?: number;
+  /** Planned downtimes stay under this share of the SLO (default 0.9). */
+  sloMargin?: number;
+  /**
+   * The queue: `area` = most link × time first (the migrations that hold the link longest are
+   * not left for the end), `time` = longest predicted migration first (LPT). Default `area`.
+   */
+  order?: 'area' | 'time';
+  /** The share of each link the calendar books (default 0.95). */
+  headroom?: number;
+  predict?: Predictor;
+}
+
+/** Bytes a prediction has sent after each of its steps. */
+const cumulative = new WeakMap<Prediction, Float64Array>();
+
+/** How many steps into its prediction a migration is that has sent `bytes` (the last step not past them). */
+function progressStep(p: Prediction, bytes: number): number {
+  let cum = cumulative.get(p);
+  if (!cum) {
+    cum = new Float64Array(p.profile.length);
+    let sum = 0;
+    p.profile.forEach((bps, k) => (cum![k] = sum += (bps * FLEET_STEP_MS) / 1000));
+    cumulative.set(p, cum);
+  }
+  let lo = 0;
+  let hi = cum.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (cum[mid]! <= bytes * (1 + 1e-9) + 1) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * The link's calendar: for every link, the bandwidth the admitted migrations are predicted to use
+ * in every FLEET_STEP_MS from now on (their solo predictions, each from when it begins to send).
+ */
+class Calendar {
+  private readonly use = new Map<SharedLink, Float64Array>();
+  constructor(private readonly headroom: number) {}
+
+  private row(l: SharedLink, upTo: number): Float64Array {
+    let r = this.use.get(l);
+    if (!r || r.length < upTo) {
+      const grown = new Float64Array(Math.max(upTo, 2 * (r?.length ?? 1024)));
+      if (r) grown.set(r);
+      this.use.set(l, (r = grown));
+    }
+    return r;
+  }
+
+  /** Does `profile`, from step `at` on, fit under every link's capacity on `path` (with `extra` in use)? */
+  fits(path: SharedLink[], at: number, profile: Float32Array, extra: number): boolean {
+    for (const l of path) {
+      const r = this.row(l, at + profile.length);
+      const v = l.variation;
+      const steady = !v.schedule?.length && !(v.periodS && v.depth);
+      const room = l.capacityBps * this.headroom - extra;
+      for (let k = 0; k < profile.length; k++) {
+        const cap = steady ? room : l.capacityAt((at + k) * FLEET_STEP_MS) * this.headroom - extra;
+        if (r[at + k]! + profile[k]! > cap) return false;
+      }
+    }
+    return true;
+  }
+
+  /** Adds (sign 1) or takes back (sign −1) a profile from step `at` on, from step `from` on only. */
+  book(path: SharedLink[], at: number, profile: Float32Array, sign: 1 | -1, from = at): void {
+    for (const l of path) {
+      const r = this.row(l, at + profile.length);
+      for (let k = Math.max(0, from - at); k < profile.length; k++) r[at + k]! += sign * profile[k]!;
+    }
+  }
+}
+
 /**
  * Our planner. Each VM's migration is predicted with the simulator itself, alone on its path at
- * 1/j of the bottleneck (j = 1…16; never more than its streams carry). Its options are the shares
- * at which it completes within 80% of the SLO (or, if the full share cannot, no more than 10%
- * over the full share's downtime), ranked by the link × time
- * they occupy (bandwidth × predicted total time): a VM that dirties little (its time is scanning
- * and fixed costs) is cheapest on a thin slice, one whose dirty pages outrun a slice on the whole
- * link. VMs go longest-predicted first (LPT); each starts as soon as one of its options fits the
- * bandwidth not reserved, on every link of its path, by the migrations predicted to be still
- * sending when its own will begin (after the setup time: destinations are prepared while others
- * send), backfilling past VMs that do not fit,
- * taking the cheapest that fits. Its max-bandwidth is its reservation.
+ * 1/j of the bottleneck (never more than its streams carry), with the bandwidth it uses in every
+ * step: all of its share while it sends pages, almost none while QEMU scans zero pages, syncs
+ * its bitmap or switches over. Its options are the shares at which it completes within
+ * `sloMargin` of the SLO (or, if the full share cannot, no more than 10% over the full share's
+ * downtime), ranked by the link × time they occupy.
+ *
+ * The planner keeps a calendar of each link's predicted use. A VM starts as soon as one of its
+ * options' predicted use, from when it will begin to send (after the orchestrator's set-up time:
+ * destinations are prepared while others send), fits under the link's capacity beside what the
+ * admitted migrations will use — in their gaps too (one migration scanning zero pages leaves
+ * the link to another) — taking the cheapest option that fits, backfilling past VMs that fit
+ * nowhere yet. Its max-bandwidth is its share, so that, the predicted uses summing to no more
+ * than the link, every migration runs as predicted alone: it keeps ahead of its dirty rate and
+ * its QEMU's bandwidth estimate, and so its stop rule, holds. A migration that ends early gives
+ * its booking back; one that runs past its prediction is counted at its share until it ends.
  */
 export function plannerStrategy(
   fleet: Fleet,
-  opts: { maxPerHost?: number; sloMargin?: number; predict?: Predictor } = {},
+  opts: PlannerOptions = {},
 ): Strategy & { plan: Map<FleetVm, PlanEntry> } {
   const maxPerHost = opts.maxPerHost ?? 32;
   const plan = planOptions(fleet, opts.sloMargin ?? SLO_MARGIN, opts.predict);
   const cap = streamCap(fleet);
-  const reserved = new Map<FleetVm, number>();
-  /** When each admitted migration is predicted to stop sending. */
-  const endsAt = new Map<FleetVm, number>();
-  const setupMs = fleet.spec.setupS * 1000;
-  // Bandwidth reserved, per link, by the migrations still sending at `from` (memoized per state).
-  // One already past its predicted end is counted: when it will end is unknown.
-  let memo = { now: -1, n: -1, from: -1, used: new Map<SharedLink, number>() };
-  const free = (vm: FleetVm, active: Active[], now: number, from: number) => {
-    if (memo.now !== now || memo.n !== active.length || memo.from !== from) {
-      const used = new Map<SharedLink, number>();
-      for (const a of active) {
-        const end = endsAt.get(a.vm)!;
-        if (end > from || end <= now)
-          for (const l of a.vm.path) used.set(l, (used.get(l) ?? 0) + reserved.get(a.vm)!);
+  const calendar = new Calendar(opts.headroom ?? HEADROOM);
+  const setupSteps = Math.ceil((fleet.spec.setupS * 1000) / FLEET_STEP_MS);
+  /** What each admitted migration booked: its option and the step it begins to send. */
+  const booked = new Map<FleetVm, { option: PlanOption; at: number }>();
+  // Per admission round (one `now`, one set of active migrations): the shares of migrations past
+  // their prediction, and the (workload, RAM, path) kinds that fit nowhere this round.
+  let round = {
+    now: -1,
+    n: -1,
+    overrun: new Map<SharedLink, number>(),
+    full: new Set<string>(),
+    perHost: new Map<string, number>(),
+  };
+  const kinds = new Map<FleetVm, string>();
+  const kind = (vm: FleetVm) => {
+    let k = kinds.get(vm);
+    if (k === undefined)
+      kinds.set(
+        vm,
+        (k = `${vm.workload}@${vm.ramMiB}|${vm.policy.policy.name}|${JSON.stringify(vm.policy.config)}|${vm.path.map((l) => l.name).join('>')}`),
+      );
+    return k;
+  };
+  const startRound = (active: Active[], now: number) => {
+    if (round.now === now && round.n === active.length) return;
+    const step = Math.round(now / FLEET_STEP_MS);
+    const running = new Set(active.map((a) => a.vm));
+    // Migrations that ended give back what they booked from now on.
+    for (const [vm, b] of booked)
+      if (!running.has(vm)) {
+        calendar.book(vm.path, b.at, b.option.predicted.profile, -1, step);
+        booked.delete(vm);
       }
-      memo = { now, n: active.length, from, used };
+    // A migration behind its prediction (squeezed for a moment, by another's stop-and-copy that
+    // QEMU runs without its max-bandwidth) has its booking moved later by as much: the gaps the
+    // calendar offers are where its migrations will really leave them.
+    for (const a of active) {
+      const b = booked.get(a.vm);
+      if (!b || step <= b.at) continue;
+      const lag = step - b.at - progressStep(b.option.predicted, a.run.m.transferred);
+      if (lag < 2) continue;
+      calendar.book(a.vm.path, b.at, b.option.predicted.profile, -1, step);
+      b.at += lag;
+      calendar.book(a.vm.path, b.at, b.option.predicted.profile, 1, step);
     }
-    return Math.min(...vm.path.map((l) => l.capacityBps - (memo.used.get(l) ?? 0)));
+    const overrun = new Map<SharedLink, number>();
+    for (const [vm, b] of booked)
+      if (b.at + b.option.predicted.profile.length <= step)
+        for (const l of vm.path) overrun.set(l, (overrun.get(l) ?? 0) + b.option.bps);
+    const perHost = new Map<string, number>();
+    for (const a of active) perHost.set(a.vm.host, (perHost.get(a.vm.host) ?? 0) + 1);
+    round = { now, n: active.length, overrun, full: new Set(), perHost };
   };
-  const perHost = (host: string, active: Active[]) => {
-    let n = 0;
-    for (const a of active) if (a.vm.host === host) n++;
-    return n;
-  };
-  const cost = (vm: FleetVm) => plan.get(vm)!.options[0]!.predicted.totalTimeMs;
+  const best = (vm: FleetVm) => plan.get(vm)!.options[0]!;
+  const area = (o: PlanOption) => o.bps * o.predicted.totalTimeMs;
   return {
     name: 'planner',
     plan,
-    order: (vms) => [...vms].sort((a, b) => cost(b) - cost(a)),
+    order: (vms) =>
+      [...vms].sort((a, b) =>
+        opts.order === 'time'
+          ? best(b).predicted.totalTimeMs - best(a).predicted.totalTimeMs
+          : area(best(b)) - area(best(a)),
+      ),
     admit: (vm, active, t) => {
+      startRound(active, t);
+      if ((round.perHost.get(vm.host) ?? 0) >= maxPerHost) return false;
+      // VMs of one kind have the same options: if one fits nowhere this round, none does (bookings only add).
+      const k = kind(vm);
+      if (round.full.has(k) && active.length > 0) return false;
+      const at = Math.round(t / FLEET_STEP_MS) + setupSteps;
+      const extra = Math.max(0, ...vm.path.map((l) => round.overrun.get(l) ?? 0));
       const options = plan.get(vm)!.options;
-      if (perHost(vm.host, active) >= maxPerHost) return false;
-      const spare = active.length === 0 ? Infinity : free(vm, active, t, t + setupMs);
-      const best = options[0]!;
-      const fit = options.find(
-        (o) =>
-          o.bps <= spare * (1 + 1e-9) &&
-          o.bps * o.predicted.totalTimeMs <= AREA_SLACK * best.bps * best.predicted.totalTimeMs,
+      const limit = AREA_SLACK * area(options[0]!);
+      let fit = options.find(
+        (o) => area(o) <= limit && calendar.fits(vm.path, at, o.predicted.profile, extra),
       );
-      if (!fit) return false;
-      reserved.set(vm, fit.bps);
-      endsAt.set(vm, t + setupMs + fit.predicted.totalTimeMs);
+      // With nothing running, the first VM always starts (its full share fits an idle link).
+      if (!fit && active.length === 0) fit = [...options].sort((a, b) => b.bps - a.bps)[0]!;
+      if (!fit) {
+        round.full.add(k);
+        return false;
+      }
+      calendar.book(vm.path, at, fit.predicted.profile, 1);
+      booked.set(vm, { option: fit, at });
+      round.n++;
+      round.perHost.set(vm.host, (round.perHost.get(vm.host) ?? 0) + 1);
       return true;
     },
-    // Exactly its reservation: a cap that grows while others set up and shrinks when they send
+    // Exactly its booking: a cap that grows while others set up and shrinks when they send
     // would leave QEMU's bandwidth estimate (≥100 ms old) too high at the stop, and overshoot.
     bandwidth: (vm) => {
-      const mine = reserved.get(vm)!;
-      return mine >= cap ? undefined : mine;
+      const mine = booked.get(vm)?.option.bps;
+      return mine === undefined || mine >= cap ? undefined : mine;
     },
   };
 }
@@ -121,27 +258,39 @@ export function planOptions(
     const bottleneck = Math.min(...vm.path.map((l) => l.capacityBps));
     const rates = [...new Set(SHARES.map((j) => Math.min(cap, bottleneck / j)))].sort((a, b) => b - a);
     const full = predict(vm, rates[0]!);
-    // Within the SLO with a margin (in a fleet its share moves), or no worse than the full share.
+    // Within the SLO with a margin, or no worse than the full share.
     const target =
       full.outcome === 'completed' && full.downtimeMs <= margin * slo ? margin * slo : full.downtimeMs * 1.1;
-    const keepsSlo = (r: SimResult) => r.outcome === 'completed' && r.downtimeMs <= target;
+    const keeps = (r: Prediction) => r.outcome === 'completed' && r.downtimeMs <= target;
     const options = rates
       .map((bps) => ({ bps, predicted: bps === rates[0] ? full : predict(vm, bps) }))
-      .filter((o, i) => i === 0 || keepsSlo(o.predicted))
+      .filter((o, i) => i === 0 || keeps(o.predicted))
       .sort((a, b) => a.bps * a.predicted.totalTimeMs - b.bps * b.predicted.totalTimeMs);
     plan.set(vm, { vm: vm.name, options });
   }
   return plan;
 }
 
+/** The plan planEvacuation chose: the planner's options, or longest-first fixed concurrency. */
+export interface ChosenPlan {
+  kind: 'calendar' | 'fixed';
+  sloMargin?: number;
+  /** fixed: `time` = longest predicted first, `queue` = the fleet's own order. */
+  order?: 'area' | 'time' | 'queue';
+  /** fixed: migrations at a time per host. */
+  perHost?: number;
+}
+
 /**
- * The planner checks its plans with the simulator and keeps the best: the packing plan above
- * with an SLO margin of 80%, then 70% and 60% while more migrations break the SLO than break it
- * alone on the full link (unavoidable); and, as concurrency candidates, 2, 3 and 4 migrations at a
- * time per host in its longest-first order without bandwidth caps. Best = fewest SLO violations,
- * then the shortest makespan.
+ * The planner checks its plans with the simulator and keeps the best: the calendar plan above in
+ * both orders with an SLO margin of 90%, then 80% and 70% while more migrations break the SLO
+ * than break it alone on the full share (unavoidable); and, as a fallback the calendar must beat,
+ * 2, 3 and 4 migrations at a time per host without caps, longest-first and in the fleet's own
+ * order (where it finds nothing better, the planner is fixed concurrency, and says so). Best = fewest SLO
+ * violations — no more than the migrations that break it even alone on the full share, or than the
+ * best plan tried — then the shortest makespan. `chosen` says which plan it was.
  */
-export function planEvacuation(fleet: Fleet): FleetResult {
+export function planEvacuation(fleet: Fleet): FleetResult & { chosen: ChosenPlan } {
   const predict = predictor(fleet);
   const slo = fleet.spec.downtimeSloMs;
   const plan = planOptions(fleet, SLO_MARGIN, predict);
@@ -149,21 +298,33 @@ export function planEvacuation(fleet: Fleet): FleetResult {
     const full = [...e.options].sort((a, b) => b.bps - a.bps)[0]!.predicted;
     return full.outcome !== 'completed' || full.downtimeMs > slo;
   }).length;
-  const better = (a: FleetResult, b: FleetResult | undefined) =>
-    !b ||
-    a.sloViolations < b.sloViolations ||
-    (a.sloViolations === b.sloViolations && a.makespanMs < b.makespanMs);
-  let best: FleetResult | undefined;
+  // Among the plans that break the SLO no more often than must (or than the best one found), the shortest.
+  const tried: (FleetResult & { chosen: ChosenPlan })[] = [];
+  const consider = (r: FleetResult, chosen: ChosenPlan) => tried.push({ ...r, chosen });
+  const pick = () => {
+    const allowed = Math.max(unavoidable, Math.min(...tried.map((r) => r.sloViolations)));
+    return tried
+      .filter((r) => r.sloViolations <= allowed)
+      .sort((a, b) => a.makespanMs - b.makespanMs || a.sloViolations - b.sloViolations)[0]!;
+  };
   for (const sloMargin of MARGINS) {
-    const r = evacuate(fleet, plannerStrategy(fleet, { sloMargin, predict }));
-    if (better(r, best)) best = r;
-    if (r.sloViolations <= unavoidable) break;
+    for (const order of ORDERS)
+      consider(evacuate(fleet, plannerStrategy(fleet, { sloMargin, order, predict })), {
+        kind: 'calendar',
+        sloMargin,
+        order,
+      });
+    if (pick().sloViolations <= unavoidable) break;
   }
   const cost = (vm: FleetVm) => plan.get(vm)!.options[0]!.predicted.totalTimeMs;
   for (const n of [2, 3, 4]) {
     const fixed = fixedConcurrency(n);
-    const r = evacuate(fleet, { ...fixed, order: (vms) => [...vms].sort((a, b) => cost(b) - cost(a)) });
-    if (better(r, best)) best = r;
+    consider(evacuate(fleet, { ...fixed, order: (vms) => [...vms].sort((a, b) => cost(b) - cost(a)) }), {
+      kind: 'fixed',
+      perHost: n,
+      order: 'time',
+    });
+    consider(evacuate(fleet, fixed), { kind: 'fixed', perHost: n, order: 'queue' });
   }
-  return { ...best!, strategy: 'planner' };
+  return { ...pick(), strategy: 'planner' };
 }

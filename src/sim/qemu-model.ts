@@ -176,6 +176,30 @@ export class MigrationModel {
   }
 
   /**
+   * Bytes/s the streams could put on the wire in the next step of `stepMs` however fast the link:
+   * nothing while a bitmap sync or the switchover's fixed part holds the migration thread, the
+   * scan's pace through zero pages (9 bytes per page examined). What a link shared by several
+   * migrations can give to the others meanwhile (TCP does not hold bandwidth a flow does not use).
+   * Never below what `step`/`stepSwitch` would send: the first step after a pass, and post-copy,
+   * are counted as unbounded.
+   */
+  usableBps(stepMs: number): number {
+    const sw = this.sw;
+    if (sw) return sw.fixedMsLeft >= stepMs ? 0 : Infinity;
+    const sendMs = Math.max(0, Math.min(stepMs, this.t + stepMs - this.busyUntil));
+    if (sendMs <= 0) return 0;
+    const scan = (scanRate(this.o.params) * sendMs) / 1000 / this.page;
+    const full = this.classes.reduce((x, k) => x + k.toSend, 0);
+    // A round about to wrap sends its next round's pages only from the next step on.
+    if (full <= 1e-9 && this.zeroToSend <= 0) return Infinity;
+    const fullSent = Math.min(full, scan);
+    const zeros = Math.min(this.zeroToSend, scan - fullSent);
+    const bytes = fullSent * this.fullPageBytes + zeros * ZERO_PAGE_BYTES;
+    // A margin, so that rounding never leaves a sliver of the round for the next step.
+    return ((bytes * 1.01 + this.fullPageBytes) / sendMs) * 1000;
+  }
+
+  /**
    * The streams send. QEMU scans RAM by address; on the lab guest the used memory lies low, so
    * the scan meets full pages first (measured: the bulk pass's first 1.1–1.5 s sent 34–45 k full
    * pages and ~3 k zero pages), and the zero pages after them.

@@ -137,6 +137,16 @@ export class SimRun {
     return this.m.sw ? cap : Math.min(cap, this.maxBps ?? Infinity);
   }
 
+  /**
+   * What it would actually use of `demandBps` in its next step: less while QEMU scans zero pages,
+   * syncs its bitmap or is in the switchover's fixed part (a fleet's shared links give the rest
+   * to the other migrations).
+   */
+  usableBps(): number {
+    if (this.end) return 0;
+    return Math.min(this.demandBps(), this.m.usableBps(this.stepMs));
+  }
+
   private observe(status: string) {
     const info = this.m.sample(status);
     this.o.onObserve?.(info, this.m.t);

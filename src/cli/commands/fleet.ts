@@ -3,6 +3,7 @@ import { writeFileAtomic } from '../../util/fs.js';
 import { toHtml, toMarkdown } from '../../bench/tables.js';
 import {
   fleetBlocks,
+  lowerBoundMs,
   plannerVerdict,
   runStrategies,
   SUMMARY_HEAD,
@@ -25,7 +26,7 @@ export async function runFleetCommand(o: FleetCommandOptions): Promise<void> {
   if (o.json) {
     for (const r of results) process.stdout.write(JSON.stringify(r) + '\n');
   } else {
-    const verdict = plannerVerdict(results);
+    const verdict = plannerVerdict(results, lowerBoundMs(fleet));
     process.stdout.write(
       `${fleet.vms.length} VMs, downtime SLO ${fleet.spec.downtimeSloMs} ms, setup ${fleet.spec.setupS} s per migration\n` +
         `${table([SUMMARY_HEAD, ...summaryRows(results)])}\n${verdict ? verdict + '\n' : ''}`,

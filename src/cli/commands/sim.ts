@@ -39,7 +39,7 @@ export function register(program: Command): void {
     .option('--out <dir>', 'also write results.json, results.csv, report.md, report.html like bench')
     .option('--validate <dir>', "compare with a real bench run's results.json in DIR: error table")
     .option('--fleet <file>', 'evacuate a fleet (JSON/YAML: links, hosts, VMs) under each --strategies')
-    .option('--strategies <list>', 'with --fleet: nova, kubevirt, fixed (1…8), fixed:N, planner', list, [
+    .option('--strategies <list>', 'with --fleet: nova, kubevirt, fixed (1…12), fixed:N, planner', list, [
       'nova',
       'kubevirt',
       'fixed',
