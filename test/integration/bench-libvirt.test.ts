@@ -13,8 +13,8 @@ import { readResults } from '../../src/bench/results.js';
 const out = mkdtempSync(path.join(os.tmpdir(), 'kvm-bench-libvirt-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-/** `kvmigrate …` as a child; `interruptWhen` sends SIGINT once stderr matches it. */
-function kvmigrate(args: string[], interruptWhen?: RegExp) {
+/** `kvmigrate …` as a child; `interruptWhen` sends SIGINT `afterMs` after stderr matches it. */
+function kvmigrate(args: string[], interruptWhen?: RegExp, afterMs = 0) {
   const child = spawn(process.execPath, ['bin/kvmigrate.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -24,7 +24,7 @@ function kvmigrate(args: string[], interruptWhen?: RegExp) {
     stderr += d.toString();
     if (interruptWhen?.test(stderr) && interruptedAt === undefined) {
       interruptedAt = performance.now();
-      child.kill('SIGINT');
+      setTimeout(() => child.kill('SIGINT'), afterMs);
     }
   });
   return new Promise<{ code: number | null; stdout: string; stderr: string; interrupted: boolean }>((r) =>
@@ -101,9 +101,13 @@ describe('kvmigrate bench --driver', () => {
         '--ram', '256', '--deadline', '60', '--out', dir,
       ], // prettier-ignore
       /guest \S+: random:100 on 256 MiB, beating/,
+      // The guest beats 1 s on the source before `migrate`: 4 s after it boots, stock is migrating.
+      4000,
     );
     expect(r.interrupted, r.stderr).toBe(true);
     expect(r.stderr).toMatch(/SIGINT: cancelling the migration and cleaning up/);
+    // The migration had started: the interrupt cancelled it through libvirt (and it is not a result).
+    expect(r.stderr).toMatch(/→ cancelled \(verified: none\)/);
     expect(r.stderr).toMatch(/\(interrupted: partial\)/);
     expect(r.code, r.stderr).toBe(0);
     const results = readResults(path.join(dir, 'results.json'));
