@@ -210,15 +210,15 @@ function recordingCaps(s: Strategy): { strategy: Strategy; caps: Map<string, num
 }
 
 /**
- * The plan's VMs in the schedule's order with their session options. `deadlineMs(vm, capBps)`
- * sizes a deadline when the plan gives none; `qemuRate(capBps)` is what QEMU's max-bandwidth is
- * set to for a wire cap (QEMU overshoots its own limit).
+ * The plan's VMs in the schedule's order with their session options. `deadlineMs(ramMiB, capBps)`
+ * sizes a deadline when the plan gives none. A cap the planner sets is QEMU's max-bandwidth as
+ * the simulator modelled it (the planner's reservation), not a wire cap shaved for QEMU's
+ * overshoot (`--bandwidth`): the shared link bounds the sum either way.
  */
 export function evacuees(
   plan: EvacuationPlan,
   schedule: Schedule,
   deadlineMs: (ramMiB: number, capBps: number | undefined) => number,
-  qemuRate: (capBps: number) => number,
 ): QmpEvacuee[] {
   const byName = new Map(plan.vms.map((v) => [v.name, v]));
   return schedule.order.map((name) => {
@@ -233,7 +233,7 @@ export function evacuees(
       policy: policyOf(plan, v),
       downtimeBudgetMs: plan.downtimeBudgetMs,
       deadlineMs: plan.deadlineS !== undefined ? plan.deadlineS * 1000 : deadlineMs(v.ramMiB, cap),
-      ...(cap !== undefined ? { maxBandwidthBps: qemuRate(cap) } : {}),
+      ...(cap !== undefined ? { maxBandwidthBps: cap } : {}),
     };
   });
 }
@@ -302,7 +302,8 @@ export function evacuationTable(r: EvacuationReport): string[][] {
     'end s',
     'setup ms',
     'total s',
-    'stall ms',
+    'downtime ms',
+    r.vms.some((v) => v.stallSource === 'guest heartbeat') ? 'guest stall ms' : 'stall ms',
     'sent MiB',
     'cap Mbit/s',
   ];
@@ -316,6 +317,7 @@ export function evacuationTable(r: EvacuationReport): string[][] {
       sec(v.endedAtMs),
       v.setupMs === undefined ? '–' : v.setupMs.toFixed(0),
       sec(v.totalTimeMs),
+      v.qemuDowntimeMs === undefined ? '–' : v.qemuDowntimeMs.toFixed(0),
       v.stallMs === undefined ? '–' : v.stallMs.toFixed(0),
       v.transferredBytes === undefined ? '–' : (v.transferredBytes / 2 ** 20).toFixed(1),
       v.capBps === undefined ? '–' : ((v.capBps * 8) / 1e6).toFixed(0),

@@ -30,8 +30,6 @@ export interface LabEvacuationOptions {
   policyOptions?: Record<string, string | number | boolean>;
   downtimeBudgetMs: number;
   deadlineS: number;
-  /** QEMU's max-bandwidth for a wire cap the planner sets (QEMU overshoots its own limit). */
-  qemuRate: (capBps: number) => number;
   accel?: 'tcg' | 'kvm';
   cacheDir?: string;
   signal?: AbortSignal;
@@ -134,7 +132,8 @@ export async function labEvacuation(
             ),
             downtimeBudgetMs: o.downtimeBudgetMs,
             deadlineMs: o.deadlineS * 1000,
-            ...(cap !== undefined ? { maxBandwidthBps: o.qemuRate(cap) } : {}),
+            // The planner's reservation is QEMU's max-bandwidth (as simulated); else the link limits.
+            ...(cap !== undefined ? { maxBandwidthBps: cap } : {}),
             signal: o.signal,
             // The migration is over once its outcome is known: free the slot, verify later.
             onEvent: (e) => {

@@ -119,27 +119,17 @@ describe('schedules', () => {
     );
     const s = scheduleFor(p, 'planner');
     for (const cap of s.capsBps.values()) expect(cap).toBeLessThan(1e9 / 8);
-    const list = evacuees(
-      p,
-      s,
-      () => 60_000,
-      (c) => Math.floor(c * 0.85),
-    );
+    const list = evacuees(p, s, () => 60_000);
     for (const e of list) {
       const cap = s.capsBps.get(e.name);
-      expect(e.maxBandwidthBps).toBe(cap === undefined ? undefined : Math.floor(cap * 0.85));
+      expect(e.maxBandwidthBps).toBe(cap);
       expect(e.deadlineMs).toBe(60_000);
     }
   });
 
   it('evacuees follow the schedule order and take the plan deadline when it gives one', () => {
     const p = parsePlan(plan({ deadlineS: 30 }));
-    const list = evacuees(
-      p,
-      { ...scheduleFor(p, 2), order: ['d', 'c', 'b', 'a'] },
-      () => 1,
-      (c) => c,
-    );
+    const list = evacuees(p, { ...scheduleFor(p, 2), order: ['d', 'c', 'b', 'a'] }, () => 1);
     expect(list.map((e) => e.name)).toEqual(['d', 'c', 'b', 'a']);
     expect(list.every((e) => e.deadlineMs === 30_000 && e.policy.policy.name === 'frs')).toBe(true);
   });

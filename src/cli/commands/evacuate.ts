@@ -19,7 +19,6 @@ import { resolveDeadline } from '../deadline.js';
 import { table } from '../format.js';
 import { accel, collect, list, positiveInt, positiveNumber } from '../options.js';
 import { interruptSignal } from '../progress.js';
-import { qemuRateForWireCap } from '../rate.js';
 
 /** `2`, `fixed:2` or `planner`. */
 function strategyArg(v: string): EvacStrategy {
@@ -62,7 +61,6 @@ function registerEvacuate(program: Command): void {
         schedule,
         (ramMiB, cap) =>
           resolveDeadline({ ramBytes: ramMiB * 2 ** 20, bandwidthBps: cap ?? linkRate(plan.link) }).ms,
-        qemuRateForWireCap,
       );
       const signal = interruptSignal();
       // Said once every monitor answered, so a refusal before that stays the one line on stderr.
@@ -142,7 +140,6 @@ function registerLabEvacuate(lab: Command): void {
             policyOptions: parsePolicyOptions(o.policyOpt),
             downtimeBudgetMs: o.downtimeBudget,
             deadlineS: o.deadline,
-            qemuRate: qemuRateForWireCap,
             accel: o.accel,
             cacheDir: o.cacheDir,
             signal,
