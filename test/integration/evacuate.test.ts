@@ -133,6 +133,83 @@ describe('kvmigrate evacuate PLAN on real QEMU monitors', () => {
     }
   });
 
+  it("Ctrl-C cancels every running migration by the core's rules: sources run on, nothing more starts, exit 1", async () => {
+    const shared = await SharedLabLink.create(gbit);
+    const labs: Lab[] = [];
+    try {
+      // A guest stock pre-copy never converges on (64 MiB rewritten as fast as it can, 300 ms).
+      for (let i = 0; i < 3; i++)
+        labs.push(
+          await Lab.start({
+            workload: parseLabWorkload('random:64'),
+            ramMiB: 192,
+            link: gbit,
+            sharedLink: shared.link,
+            port: 4444 + i,
+          }),
+        );
+      for (const l of labs) {
+        l.source.releaseQmp();
+        l.destination.releaseQmp();
+      }
+      const plan = path.join(dir, 'plan-int.json');
+      writeFileSync(
+        plan,
+        JSON.stringify({
+          strategy: 2,
+          policy: 'stock',
+          deadlineS: 60,
+          vms: labs.map((l, i) => ({
+            name: `vm${i + 1}`,
+            source: l.source.spec.qmpSocket,
+            destination: l.destination.spec.qmpSocket,
+            uri: l.migrateUri,
+            incoming: l.incomingUri,
+            ramMiB: 192,
+          })),
+        }),
+      );
+      const child = spawn('node', ['bin/kvmigrate.js', 'evacuate', plan], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.stderr.on('data', (d) => (stderr += d));
+      const exited = new Promise<number | null>((res) => child.on('exit', res));
+      const until = performance.now() + 60_000;
+      while (!/vm2: migrating/.test(stderr) && performance.now() < until)
+        await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 1500));
+      child.kill('SIGINT');
+      expect(await exited, stderr).toBe(EXIT.migrationFailed);
+      const report = JSON.parse(stdout);
+      expect(report.vms.map((v: { outcome: string }) => v.outcome)).toEqual([
+        'cancelled',
+        'cancelled',
+        'not started',
+      ]);
+      expect(report.vms[0].reason).toMatch(/interrupted/);
+      expect(report.vms.map((v: { exitCode: number }) => v.exitCode)).toEqual([1, 1, 1]);
+      for (const l of labs) {
+        await l.source.reconnectQmp();
+        expect((await l.source.qmp.execute<{ status: string }>('query-status')).status).toBe('running');
+        const since = performance.now();
+        await new Promise((r) => setTimeout(r, 300));
+        expect(l.sourceConsole.beatsAfter(since).length).toBeGreaterThanOrEqual(3);
+      }
+      // QEMU ends a cancelled incoming migration by exiting; the third was never touched.
+      await Promise.all(labs.slice(0, 2).map((l) => l.destination.exited));
+      expect(labs[2]!.destination.alive).toBe(true);
+    } finally {
+      const pids = labs.flatMap((l) => [l.source.pid, l.destination.pid]);
+      for (const l of labs) await l.destroy();
+      await shared.destroy();
+      for (const id of [shared.id, ...labs.map((l) => l.info.id)])
+        expect(await leaksOf(id, pids)).toEqual([]);
+    }
+  });
+
   it('bad input is one line and exit 2, before anything is touched', () => {
     const cases: [string, RegExp][] = [
       ['{"strategy":2,"vms":[]}', /vms: Too small/],
