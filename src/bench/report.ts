@@ -4,7 +4,7 @@ import { charts } from './charts.js';
 import { csvLine } from './csv.js';
 import { OBJECTIVES, type Objective } from './oracle.js';
 import { driverBlocks } from './drivers.js';
-import { driverOf, verificationOf, type Results, type RunRecord } from './results.js';
+import { driverOf, driversOf, verificationOf, type Results, type RunRecord } from './results.js';
 import { quantile, verdictOf, type Interval } from './stats.js';
 import { stallOf, summarize, type Cell, type Estimate, type Summary } from './summary.js';
 import { escapeHtml, toHtml, toMarkdown, type Block } from './tables.js';
@@ -261,6 +261,9 @@ export function headlineMarkdown(results: Results, sum: Summary = summarize(resu
     (p
       ? `Commit \`${p.commit?.slice(0, 12) ?? 'unknown'}\`${p.dirty === false ? ', clean tree' : p.dirty ? ', **dirty tree**' : ''}.`
       : 'Provenance not recorded (these runs predate it).') +
+    (driversOf(results).length > 1
+      ? ` Figures from the ${driversOf(results)[0]} runs (the reference driver; the report compares the drivers).`
+      : '') +
     (sum.legacyDowntime
       ? " Stall here is the recorded `guestDowntimeMs` (runs from before the guest's total stall was measured: for post-copy runs only the longest silence)."
       : '');
