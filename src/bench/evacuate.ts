@@ -148,20 +148,21 @@ export interface Schedule {
   order: string[];
   concurrency: number;
   capsBps: Map<string, number>;
+  /** Planned starts, ms from the first (the planner's calendar plans fill gaps in time, not slots). */
+  startAtMs: Map<string, number>;
+  /** What the planner chose, in words (planner only). */
+  chosen?: string;
   /** The simulator's evacuation under the same strategy (when the plan names its link). */
   predicted?: FleetResult;
 }
 
-/** The planner's SLO margins (planner.ts MARGINS), tried to recover the caps of the plan it chose. */
-const PLANNER_MARGINS = [0.8, 0.7, 0.6];
-
 /**
  * The schedule for a strategy. Fixed N: the plan's order, N at a time, no caps, predicted by
- * simulating exactly that. Planner: `planEvacuation` chooses among its packing plans and
- * longest-first fixed concurrency by simulation; the executor runs its order (by start time in
- * the chosen simulation), its concurrency (the most it ran at once) and, when the chosen plan was
- * a packing plan, the per-VM max-bandwidth it set (found by re-simulating the packing plans and
- * taking the one that reproduces the chosen schedule).
+ * simulating exactly that. Planner: `planEvacuation` chooses by simulation among its calendar
+ * plans and fixed 2–4 at a time. A fixed choice runs as fixed N in its order. A calendar plan runs
+ * in the order it started them, each VM at its planned start (or when a slot frees, the plan's
+ * own concurrency being the most that ran at once), with the max-bandwidth the plan gave it
+ * (recorded by re-simulating the chosen plan, which is deterministic).
  */
 export function scheduleFor(plan: EvacuationPlan, strategy: EvacStrategy): Schedule {
   if (strategy !== 'planner') {
@@ -171,26 +172,41 @@ export function scheduleFor(plan: EvacuationPlan, strategy: EvacStrategy): Sched
       order: plan.vms.map((v) => v.name),
       concurrency: strategy,
       capsBps: new Map(),
+      startAtMs: new Map(),
       predicted,
     };
   }
   const fleet = predictionFleet(plan);
-  const chosen = planEvacuation(fleet);
+  const best = planEvacuation(fleet);
+  const { chosen, ...predicted } = best;
+  const order = [...predicted.vms].sort((a, b) => a.startedAtMs - b.startedAtMs).map((v) => v.vm);
+  const base = { strategy: 'planner', order, concurrency: predicted.maxConcurrent, predicted };
+  if (chosen.kind === 'fixed')
+    return {
+      ...base,
+      capsBps: new Map(),
+      startAtMs: new Map(),
+      chosen: `${chosen.perHost} at a time, ${chosen.order === 'time' ? 'longest predicted first' : 'in the plan order'}`,
+    };
+  const { strategy: s, caps } = recordingCaps(
+    plannerStrategy(fleet, { sloMargin: chosen.sloMargin, order: chosen.order === 'time' ? 'time' : 'area' }),
+  );
+  const again = evacuate(fleet, s);
   const key = (r: FleetResult) =>
     r.vms
       .map((v) => `${v.vm}@${v.startedAtMs}`)
       .sort()
       .join(',');
-  let capsBps = new Map<string, number>();
-  for (const sloMargin of PLANNER_MARGINS) {
-    const { strategy: s, caps } = recordingCaps(plannerStrategy(fleet, { sloMargin }));
-    if (key(evacuate(fleet, s)) === key(chosen)) {
-      capsBps = caps;
-      break;
-    }
-  }
-  const order = [...chosen.vms].sort((a, b) => a.startedAtMs - b.startedAtMs).map((v) => v.vm);
-  return { strategy: 'planner', order, concurrency: chosen.maxConcurrent, capsBps, predicted: chosen };
+  if (key(again) !== key(predicted))
+    throw new Error(
+      "the planner's chosen calendar plan did not replay the same: cannot tell its bandwidth caps",
+    );
+  return {
+    ...base,
+    capsBps: caps,
+    startAtMs: new Map(predicted.vms.map((v) => [v.vm, v.startedAtMs])),
+    chosen: `calendar plan (SLO margin ${chosen.sloMargin}, ${chosen.order === 'time' ? 'longest first' : 'most link × time first'})`,
+  };
 }
 
 /** A strategy that also records the max-bandwidth it gave each VM when it started. */
@@ -234,6 +250,7 @@ export function evacuees(
       downtimeBudgetMs: plan.downtimeBudgetMs,
       deadlineMs: plan.deadlineS !== undefined ? plan.deadlineS * 1000 : deadlineMs(v.ramMiB, cap),
       ...(cap !== undefined ? { maxBandwidthBps: cap } : {}),
+      ...(schedule.startAtMs.has(name) ? { notBeforeMs: schedule.startAtMs.get(name) } : {}),
     };
   });
 }
@@ -263,6 +280,8 @@ export interface EvacuatedVm {
 
 export interface EvacuationReport {
   strategy: string;
+  /** What the planner chose (planner only). */
+  chosen?: string;
   concurrency: number;
   makespanMs: number;
   predictedMakespanMs?: number;
@@ -330,7 +349,7 @@ export function makespanLine(r: EvacuationReport): string {
     r.predictedMakespanMs === undefined
       ? ''
       : `; simulated ${sec(r.predictedMakespanMs)} s (${r.predictionErrorPct! >= 0 ? '+' : ''}${r.predictionErrorPct!.toFixed(1)}%)`;
-  return `${r.strategy}, ${r.concurrency} at a time: makespan ${sec(r.makespanMs)} s${pred}`;
+  return `${r.strategy}${r.chosen ? ` (${r.chosen})` : ''}, ${r.concurrency} at a time: makespan ${sec(r.makespanMs)} s${pred}`;
 }
 
 /** The report of an evacuation run through the QMP driver (`kvmigrate evacuate`). */
@@ -382,6 +401,7 @@ export function finishReport(schedule: Schedule, makespan: number, vms: Evacuate
   const predicted = schedule.predicted?.makespanMs;
   return {
     strategy: schedule.strategy,
+    ...(schedule.chosen ? { chosen: schedule.chosen } : {}),
     concurrency: schedule.concurrency,
     makespanMs: makespan,
     ...(predicted !== undefined

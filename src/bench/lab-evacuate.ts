@@ -112,11 +112,15 @@ export async function labEvacuation(
     // would otherwise hold the last-booted one back and stretch the makespan).
     await sleep(BASELINE_MS + 200);
     const byName = new Map(labs.map((l, i) => [`vm${i + 1}`, l]));
-    const tasks = schedule.order.map((name) => ({ name, lab: byName.get(name)! }));
+    const tasks = schedule.order.map((name) => ({
+      name,
+      lab: byName.get(name)!,
+      notBeforeMs: schedule.startAtMs.get(name),
+    }));
     let allOver!: () => void;
     const over = new Promise<void>((r) => (allOver = r));
     log(
-      `${schedule.strategy}: ${o.vms} × ${o.ramMiB} MiB ${formatLabWorkload(o.workload)} over one ${formatLink(o.link)} link, ${schedule.concurrency} at a time`,
+      `${schedule.strategy}${schedule.chosen ? ` (${schedule.chosen})` : ''}: ${o.vms} × ${o.ramMiB} MiB ${formatLabWorkload(o.workload)} over one ${formatLink(o.link)} link, ${schedule.concurrency} at a time`,
     );
     const run = await runQueue(
       tasks,

@@ -23,13 +23,13 @@ export interface QueueRun<R> {
 
 /**
  * Runs one migration per task, in order, at most `concurrency` at a time: the next starts as soon
- * as a running one is over. `migrate(task, release)` runs one; it may call `release()` when the
+ * as a running one is over, and not before its `notBeforeMs` (from the first start) if it has one. `migrate(task, release)` runs one; it may call `release()` when the
  * migration itself is over and it goes on with slower work (the lab verifies RAM), else the slot
  * is freed when it settles. A task that throws is recorded and the others go on. Once `signal`
  * aborts, nothing more is started (the running ones see the same signal and end by the core's
  * rules).
  */
-export async function runQueue<T extends { name: string }, R>(
+export async function runQueue<T extends { name: string; notBeforeMs?: number }, R>(
   tasks: readonly T[],
   concurrency: number,
   migrate: (task: T, release: () => void) => Promise<R>,
@@ -54,6 +54,17 @@ export async function runQueue<T extends { name: string }, R>(
     while (next < tasks.length && !signal?.aborted) {
       if (running >= concurrency) {
         await new Promise<void>((r) => (wake = r));
+        continue;
+      }
+      // A planned start time: not before it (a slot may free up meanwhile: that changes nothing).
+      const early = (tasks[next]!.notBeforeMs ?? 0) - (performance.now() - startedAt);
+      if (early > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await new Promise<void>((r) => {
+          wake = r;
+          timer = setTimeout(r, early);
+        });
+        clearTimeout(timer);
         continue;
       }
       const i = next++;
@@ -131,6 +142,8 @@ export interface QmpEvacuee {
   deadlineMs: number;
   /** QEMU's max-bandwidth for this migration (bytes/s); unset: left as the source has it. */
   maxBandwidthBps?: number;
+  /** Its planned start, ms after the evacuation's first (a calendar plan); unset: when a slot frees. */
+  notBeforeMs?: number;
 }
 
 export interface QmpEvacuationHooks {
@@ -171,7 +184,7 @@ export async function evacuateQmp(
         destination: await connect(vm.name, 'destination', vm.destination),
       });
     return await runQueue(
-      ends.map((e) => ({ ...e, name: e.vm.name })),
+      ends.map((e) => ({ ...e, name: e.vm.name, notBeforeMs: e.vm.notBeforeMs })),
       concurrency,
       async ({ vm, source, destination }) => {
         hooks.onStart?.(vm);

@@ -93,7 +93,7 @@ describe('schedules', () => {
     expect(scheduleFor(parsePlan(plan({ link: undefined })), 3).predicted).toBeUndefined();
   });
 
-  it('planner: its chosen simulation gives the order and the concurrency; longest-predicted first', () => {
+  it('planner: its chosen simulation gives the order (by planned start) and the concurrency', () => {
     const p = parsePlan(
       plan({
         strategy: 'planner',
@@ -105,27 +105,41 @@ describe('schedules', () => {
     );
     const s = scheduleFor(p, 'planner');
     expect(s.strategy).toBe('planner');
-    expect(s.order).toHaveLength(2);
-    // Longest-predicted first.
-    expect(s.order[0]).toBe('big');
+    expect(s.chosen).toMatch(/calendar plan|at a time/);
+    const start = new Map(s.predicted!.vms.map((v) => [v.vm, v.startedAtMs]));
+    expect(s.order.map((n) => start.get(n))).toEqual([...start.values()].sort((a, b) => a - b));
     expect(s.concurrency).toBe(s.predicted!.maxConcurrent);
     expect(s.predicted!.completed).toBe(2);
   });
 
-  it('planner caps: a packing plan that splits the link is executed with the caps it simulated', () => {
-    // Idle guests: scanning-bound, cheapest on a slice of the link, so the planner may cap them.
-    const p = parsePlan(
-      plan({ strategy: 'planner', vms: ['a', 'b', 'c', 'd'].map((n) => vm(n, { workload: 'idle' })) }),
-    );
-    const s = scheduleFor(p, 'planner');
-    for (const cap of s.capsBps.values()) expect(cap).toBeLessThan(1e9 / 8);
-    const list = evacuees(p, s, () => 60_000);
-    for (const e of list) {
-      const cap = s.capsBps.get(e.name);
-      expect(e.maxBandwidthBps).toBe(cap);
-      expect(e.deadlineMs).toBe(60_000);
-    }
-  });
+  it.each([
+    ['idle', /at a time/],
+    ['rate:24:2000', /calendar plan/],
+  ])(
+    'planner on four 128 MiB %s guests: a fixed choice runs as fixed N; a calendar plan keeps its starts and caps',
+    (workload, chosen) => {
+      const p = parsePlan(
+        plan({ strategy: 'planner', vms: ['a', 'b', 'c', 'd'].map((n) => vm(n, { workload })) }),
+      );
+      const s = scheduleFor(p, 'planner');
+      expect(s.chosen).toMatch(chosen);
+      const list = evacuees(p, s, () => 60_000);
+      expect(list.map((e) => e.name)).toEqual(s.order);
+      for (const e of list) {
+        expect(e.maxBandwidthBps).toBe(s.capsBps.get(e.name));
+        expect(e.notBeforeMs).toBe(s.startAtMs.get(e.name));
+        expect(e.deadlineMs).toBe(60_000);
+      }
+      if (/calendar/.test(s.chosen!)) {
+        // Every VM has the share the plan booked for it, and its planned start.
+        expect(s.capsBps.size).toBe(4);
+        expect(s.startAtMs.size).toBe(4);
+        for (const cap of s.capsBps.values()) expect(cap).toBeLessThanOrEqual(1e9 / 8);
+      } else {
+        expect(s.capsBps.size + s.startAtMs.size).toBe(0);
+      }
+    },
+  );
 
   it('evacuees follow the schedule order and take the plan deadline when it gives one', () => {
     const p = parsePlan(plan({ deadlineS: 30 }));
@@ -156,6 +170,12 @@ describe('runQueue', () => {
     expect(makespanMs(run)).toBeGreaterThan(0);
     // c started no earlier than a ended.
     expect(run.slots[2]!.startedAt!).toBeGreaterThanOrEqual(run.slots[0]!.endedAt!);
+  });
+
+  it('a task with a planned start waits for it even with a slot free', async () => {
+    const run = await runQueue([{ name: 'a' }, { name: 'b', notBeforeMs: 80 }], 2, async () => tick(5));
+    expect(run.slots[0]!.startedAt! - run.startedAt).toBeLessThan(40);
+    expect(run.slots[1]!.startedAt! - run.startedAt).toBeGreaterThanOrEqual(79);
   });
 
   it('release() frees the slot before the task settles; onAllOver fires once all released', async () => {

@@ -64,7 +64,7 @@ function registerEvacuate(program: Command): void {
       );
       const signal = interruptSignal();
       // Said once every monitor answered, so a refusal before that stays the one line on stderr.
-      const announce = `evacuating ${vms.length} VM(s): ${schedule.strategy}, ${schedule.concurrency} at a time, order ${schedule.order.join(' ')}\n`;
+      const announce = `evacuating ${vms.length} VM(s): ${schedule.strategy}${schedule.chosen ? ` (${schedule.chosen})` : ''}, ${schedule.concurrency} at a time, order ${schedule.order.join(' ')}\n`;
       let started = 0;
       const run = await evacuateQmp(vms, schedule.concurrency, {
         signal,
