@@ -56,6 +56,7 @@ describe('adaptive: the options beyond switch-now', () => {
   it('waits for the quiet phase of a bursty guest (burst:200:1000:2500) where frs stops-and-copies the burst', async () => {
     const lab = { workload: parseWorkload('burst:200:1000:2500'), ramMiB: 512, link: gbit };
     const downtime: Record<string, number> = {};
+    let frsForced = false;
     for (const policy of ['frs', 'adaptive']) {
       await withLab(lab, async (l) => {
         const r = await migrateLab(l, session(policy));
@@ -64,15 +65,18 @@ describe('adaptive: the options beyond switch-now', () => {
         expect(r.success).toBe(true);
         downtime[policy] = r.guestDowntimeMs!;
         // Where the migration starts in the burst cycle varies: QEMU may converge by itself in a
-        // quiet phase (adaptive then does nothing); if adaptive forces the switch, it waited first.
+        // quiet phase (the policy then does nothing); if adaptive forces the switch, it waited first.
         const ds = r.migration.decisions;
-        if (policy === 'adaptive' && ds.some((d) => d.action.kind === 'switchover'))
+        const forced = ds.some((d) => d.action.kind === 'switchover');
+        if (policy === 'frs') frsForced = forced;
+        if (policy === 'adaptive' && forced)
           expect(ds.some((d) => /wait for a quiet phase/.test(d.action.reason))).toBe(true);
       });
     }
-    // Measured: ~350 ms vs ~1850 ms when frs meets a burst. The assertion is on the ordering, not
-    // the speed; when both start in a quiet phase both converge alone, within heartbeat noise (2 beats).
-    expect(downtime.adaptive!).toBeLessThanOrEqual(downtime.frs! + 100);
+    // Measured: ~350 ms vs ~1850 ms when frs stops-and-copies a burst. Only then is there an
+    // ordering to check: when frs started in a quiet phase and QEMU converged alone, both stalls
+    // are near zero and differ by the machine's noise (hundreds of ms on a loaded 2-core host).
+    if (frsForced) expect(downtime.adaptive!).toBeLessThan(downtime.frs!);
   });
 
   it('with --allow-postcopy post-copies a guest whose working set cannot fit the budget, and logs its prediction', async () => {
