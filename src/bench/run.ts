@@ -10,7 +10,7 @@ import { formatLink, parseLink } from '../lab/link.js';
 import { parseWorkload } from '../lab/workload.js';
 import { LibvirtClient } from '../libvirt/index.js';
 import { isAppWorkload, parseLabWorkload } from '../util/specs.js';
-import { checkPolicyName, resolvePolicy } from '../policy/index.js';
+import { checkPolicyName, POLICIES, resolvePolicy } from '../policy/index.js';
 import { RELAXED_LADDER } from '../policy/relaxed.js';
 import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
@@ -340,6 +340,17 @@ function runOne(
     : runQmp(opts, p, results, provenance);
 }
 
+/**
+ * The policy a run resolves. Where post-copy is permitted, the production rules that gate it
+ * behind a switch of their own (KubeVirt's allowPostCopy) get it switched on, as an operator who
+ * permits post-copy would configure them; the unit's own config still wins.
+ */
+function benchPolicy(opts: BenchOptions, p: PlannedRun) {
+  const schema = POLICIES[p.policyName]?.configSchema as { shape?: Record<string, unknown> } | undefined;
+  const gated = opts.postcopyPermitted && schema?.shape?.allowPostCopy !== undefined;
+  return resolvePolicy(p.policyName, { ...(gated ? { allowPostCopy: true } : {}), ...p.config });
+}
+
 /** A fresh lab guest as a domain on the bench's libvirt pair, migrated through libvirt. */
 async function runLibvirt(
   opts: BenchOptions,
@@ -348,7 +359,7 @@ async function runLibvirt(
   provenance: Provenance,
   libvirt: LibvirtLab,
 ): Promise<RunRecord> {
-  const policy = resolvePolicy(p.policyName, p.config);
+  const policy = benchPolicy(opts, p);
   const { pair, source, destination } = await libvirt.get();
   results.environment.kernelPackage ||= (await buildGuestImage(defaultCacheDir())).image.kernelPackage;
   const guest = await pair.startGuest({ workload: parseWorkload(p.workload), ramMiB: opts.ramMiB });
@@ -382,7 +393,7 @@ async function runQmp(
   results: Results,
   provenance: Provenance,
 ): Promise<RunRecord> {
-  const policy = resolvePolicy(p.policyName, p.config);
+  const policy = benchPolicy(opts, p);
   const lab = await Lab.start({
     workload: parseLabWorkload(p.workload),
     ramMiB: opts.ramMiB,

@@ -28,7 +28,10 @@ export function register(program: Command): void {
     .option('--downtime-budget <ms>', 'downtime budget, ms', positiveNumber('--downtime-budget'), 300)
     .option('--deadline <s>', 'deadline per migration, s', positiveNumber('--deadline'), 30)
     .option('--tap', 'relay every migration through the tap')
-    .option('--allow-postcopy', 'let mp, adaptive, nova and kubevirt post-copy (relaxed and stock never do)')
+    .option(
+      '--allow-postcopy',
+      "let the policies that can post-copy do so (mp, adaptive, nova; KubeVirt's rules with allowPostCopy on); relaxed and stock never do",
+    )
     .option(
       '--driver <qmp|libvirt|both>',
       "how each run migrates: qmp (two QEMUs, kvmigrate owns the monitors; default), libvirt (a domain on the lab's libvirt pair), both (every run under each, interleaved; qmp is the reference)",
