@@ -262,12 +262,12 @@ export const FAULT_CASES: FaultCase[] = [
       },
     ),
   })),
-  inProcess('link slowed 10× mid-migration', 'frs', 'either', (lab) => ({
+  inProcess('link slowed 4× mid-migration', 'frs', 'either', (lab) => ({
     onProgress: once<Progress>(
       (p) => p.pass >= 2,
       () => {
         const link = parseLink(lab.info.link);
-        return lab.link!.shape({ ...link, rateMbit: (link.rateMbit ?? 1000) / 10 });
+        return lab.link!.shape({ ...link, rateMbit: (link.rateMbit ?? 1000) / 4 });
       },
     ),
   })),
