@@ -7,7 +7,8 @@ import {
   type OperatorRequest,
 } from '../core/controller.js';
 import type { DestinationVerdict, Ending } from '../core/ending.js';
-import type { RegionSource } from '../core/regions.js';
+import { RegionReads, type RegionSource } from '../core/regions.js';
+import { carryOutRequest, type RequestReply } from '../core/operator.js';
 import {
   buildResult,
   controlStatus,
@@ -61,6 +62,11 @@ export interface LibvirtSessionOptions {
   maxBandwidthBps?: number;
   /** The post-copy phase's speed limit, bytes/s (VIR_DOMAIN_MIGRATE_MAX_SPEED_POSTCOPY); put back at the end. */
   postcopyBandwidthBps?: number;
+  /**
+   * How often the job's downtime limit and speed limit are read back to notice another party
+   * (an orchestrator, virsh) changing them (default 1000 ms).
+   */
+  foreignCheckMs?: number;
   /** `resume` the destination domain after completion when it was left paused (default true). */
   resumeDestination?: boolean;
   signal?: AbortSignal;
@@ -76,8 +82,16 @@ export function speedMiBps(bytesPerSecond: number): number {
   return Math.min(UNLIMITED_SPEED_MIBPS, Math.max(1, Math.floor(bytesPerSecond / 2 ** 20)));
 }
 
-/** How often the job's downtime limit is read back to notice an orchestrator changing it. */
+/** How often the job's downtime and speed limits are read back to notice an orchestrator changing them. */
 const LIMIT_CHECK_MS = 1000;
+
+type SpeedKind = 'precopy' | 'postcopy';
+
+/** A libvirt speed limit as people read it: MiB/s (libvirt's unit) and Mbit/s, or unlimited. */
+export function describeSpeed(mib: number): string {
+  if (mib >= UNLIMITED_SPEED_MIBPS) return 'unlimited';
+  return `${mib} MiB/s (${Math.round((mib * 2 ** 20 * 8) / 1e6)} Mbit/s)`;
+}
 
 /**
  * The libvirt driver: a domain whose QEMU monitor libvirt owns (Nova, KubeVirt, virsh). It feeds
@@ -96,15 +110,26 @@ export class LibvirtSession {
   private cpu0: NodeJS.CpuUsage | undefined;
   private sourceWasRunning = true;
   private originalLimitMs: number | undefined;
+  /** The downtime limit kvmigrate itself set last (ms): put the original back only while it is in force. */
+  private ourLimitMs: number | undefined;
   /** The domain's speed limits before we set ours (MiB/s), to put back. */
-  private originalSpeed: { precopy?: number; postcopy?: number } = {};
+  private originalSpeed: Partial<Record<SpeedKind, number>> = {};
+  /** The speed limits kvmigrate set (MiB/s). */
+  private ourSpeed: Partial<Record<SpeedKind, number>> = {};
+  /**
+   * The speed limits in force as far as we know (MiB/s): ours, the domain's own, or another
+   * party's once noticed. The post-copy one is watched only when kvmigrate set it.
+   */
+  private knownSpeed: Partial<Record<SpeedKind, number>> = {};
   private lastLimitCheck = 0;
   private regionSource: RegionSource | undefined;
-  private lastRegionRead = 0;
+  private regionReads: RegionReads | undefined;
   private wake: (() => void) | undefined;
   private error: string | undefined;
   /** The job's final statistics from libvirt's job-completed event. */
   private completedEvent: MigrationInfo | undefined;
+  /** performance.now() when libvirt's job-completed event arrived (the result's clock.sourceCompletedAt). */
+  private sourceCompletedAt: number | undefined;
   private sawJob = false;
   private cancelSent = false;
   private readonly pollMs: number;
@@ -140,9 +165,7 @@ export class LibvirtSession {
     } finally {
       source.off('event', onEvent);
       this.regionSource?.close();
-      // libvirt keeps a max downtime set for later migrations of the domain: put the old one back.
-      if (this.originalLimitMs !== undefined && this.originalLimitMs >= 1)
-        await source.setMaxDowntime(domain, this.originalLimitMs).catch(() => undefined);
+      await this.restoreLimit();
       await this.restoreSpeeds();
     }
   }
@@ -151,17 +174,16 @@ export class LibvirtSession {
    * An operator's request while the migration runs (control socket): through the core's action
    * rules, carried out at once through libvirt. Resolves with what was done or why it was refused.
    */
-  async request(req: OperatorRequest): Promise<{ accepted: boolean; detail: string }> {
-    if (!this.core || this.startedAt === 0)
-      return { accepted: false, detail: 'the migration has not started yet' };
-    const v = this.core.request(req, this.elapsed());
-    if (v.refused) return { accepted: false, detail: v.refused };
-    await this.execute(v.commands);
-    this.wake?.();
-    return {
-      accepted: true,
-      detail: v.commands.length ? v.commands.map((c) => c.kind).join(', ') : 'nothing to change',
-    };
+  async request(req: OperatorRequest): Promise<RequestReply> {
+    const reply = await carryOutRequest(
+      this.core,
+      this.startedAt !== 0,
+      req,
+      () => this.elapsed(),
+      (commands) => this.execute(commands),
+    );
+    if (reply.accepted) this.wake?.();
+    return reply;
   }
 
   /** The controller's view right now (control socket `status`). */
@@ -169,32 +191,57 @@ export class LibvirtSession {
     return controlStatus(this.core);
   }
 
-  /** Sets the job's speed limits asked for, after reading the domain's own to put back. */
+  /**
+   * Sets the job's speed limits asked for, after reading the domain's own to put back; without
+   * --bandwidth, reads the one in force, to notice another party changing it.
+   */
   private async setSpeeds(): Promise<void> {
     const { source, domain, maxBandwidthBps, postcopyBandwidthBps } = this.opts;
-    const set = async (bps: number | undefined, postcopy: boolean) => {
+    const set = async (bps: number | undefined, which: SpeedKind) => {
       if (bps === undefined) return;
-      const before = await source.maxSpeed(domain, { postcopy });
-      this.originalSpeed[postcopy ? 'postcopy' : 'precopy'] = before;
-      await source.setMaxSpeed(domain, speedMiBps(bps), { postcopy });
+      const postcopy = which === 'postcopy';
+      this.originalSpeed[which] = await source.maxSpeed(domain, { postcopy });
+      const mib = speedMiBps(bps);
+      await source.setMaxSpeed(domain, mib, { postcopy });
+      this.ourSpeed[which] = mib;
+      this.knownSpeed[which] = mib;
     };
-    await set(maxBandwidthBps, false);
-    await set(postcopyBandwidthBps, true);
+    await set(maxBandwidthBps, 'precopy');
+    await set(postcopyBandwidthBps, 'postcopy');
+    this.knownSpeed.precopy ??= await source.maxSpeed(domain).catch(() => undefined);
   }
 
   /**
-   * Puts the domain's own speed limits back (every way out). A domain that left the source with
-   * its migration takes nothing of ours along: libvirt starts it on the destination with that
-   * daemon's default.
+   * Puts the domain's own speed limits back (every way out), but only those kvmigrate set and
+   * that are still in force: a limit another party set since is theirs, and stays. A domain that
+   * left the source with its migration takes nothing of ours along: libvirt starts it on the
+   * destination with that daemon's default.
    */
   private async restoreSpeeds(): Promise<void> {
     const { source, domain } = this.opts;
-    for (const [which, mib] of Object.entries(this.originalSpeed)) {
-      if (mib === undefined || mib < 1) continue;
+    for (const which of ['precopy', 'postcopy'] as const) {
+      const mib = this.originalSpeed[which];
+      const ours = this.ourSpeed[which];
+      if (mib === undefined || mib < 1 || ours === undefined) continue;
+      const postcopy = which === 'postcopy';
+      const now = await source.maxSpeed(domain, { postcopy }).catch(() => this.knownSpeed[which]);
+      if (now !== ours) continue;
       await source
-        .setMaxSpeed(domain, Math.min(mib, UNLIMITED_SPEED_MIBPS), { postcopy: which === 'postcopy' })
+        .setMaxSpeed(domain, Math.min(mib, UNLIMITED_SPEED_MIBPS), { postcopy })
         .catch(() => undefined);
     }
+  }
+
+  /**
+   * libvirt keeps a max downtime set for later migrations of the domain: put the old one back,
+   * unless the limit in force is another party's (set after kvmigrate's last).
+   */
+  private async restoreLimit(): Promise<void> {
+    const { source, domain } = this.opts;
+    if (this.originalLimitMs === undefined || this.originalLimitMs < 1) return;
+    const now = await source.maxDowntime(domain).catch(() => undefined);
+    if (now !== undefined && this.ourLimitMs !== undefined && now !== this.ourLimitMs) return;
+    await source.setMaxDowntime(domain, this.originalLimitMs).catch(() => undefined);
   }
 
   /** Sets the policy's starting limit and starts (or adopts) the job. */
@@ -207,7 +254,9 @@ export class LibvirtSession {
         `the libvirt driver does not set ${unsupported.join(' or ')}: the policy runs without`,
         0,
       );
-    await source.setMaxDowntime(domain, Math.max(1, Math.round(setup.downtimeLimitMs)));
+    const limitMs = Math.max(1, Math.round(setup.downtimeLimitMs));
+    await source.setMaxDowntime(domain, limitMs);
+    this.ourLimitMs = limitMs;
     await this.setSpeeds();
     this.startedAt = performance.now();
     this.startedWallMs = Date.now();
@@ -240,20 +289,15 @@ export class LibvirtSession {
       }
     }
     const rs = this.regionSource;
-    if (rs) this.core.attachRegions(rs);
-    else this.core.note(`no region sets (${why}): the policy decides without them`, this.elapsed());
+    if (rs) {
+      this.core.attachRegions(rs);
+      this.regionReads = new RegionReads(rs, this.opts.regionSampleMs);
+    } else this.core.note(`no region sets (${why}): the policy decides without them`, this.elapsed());
   }
 
   /** Reads the region source at every pass end and every `regionSampleMs` in between (as the QMP driver). */
   private readRegions(info: MigrationInfo): void {
-    const rs = this.regionSource;
-    if (!rs || !info.ram) return;
-    const now = performance.now();
-    const syncAdvanced =
-      (info.ram['dirty-sync-count'] ?? 0) > this.core.currentPass && this.core.currentPass > 0;
-    if (!syncAdvanced && now - this.lastRegionRead < (this.opts.regionSampleMs ?? 250)) return;
-    this.core.regionsDirtied(rs.changed());
-    this.lastRegionRead = now;
+    if (info.ram) this.regionReads?.read(this.core, info.ram['dirty-sync-count'], performance.now());
   }
 
   private elapsed(): number {
@@ -268,6 +312,7 @@ export class LibvirtSession {
       this.core.statusChanged('postcopy-paused', at);
     if (e.kind === 'job-completed') {
       this.completedEvent = e.info;
+      if (this.startedAt > 0 && e.at >= this.startedAt) this.sourceCompletedAt ??= e.at;
       this.core.statusChanged('completed', at);
     }
     this.wake?.();
@@ -285,7 +330,7 @@ export class LibvirtSession {
         this.readRegions(info);
         const step = this.core.observe(info, this.elapsed());
         await this.execute(step.commands);
-        await this.noticeForeignLimit();
+        await this.noticeForeignLimits(info.status);
         this.progress(info);
         if (step.done) return;
       } catch (err) {
@@ -336,6 +381,7 @@ export class LibvirtSession {
         switch (cmd.kind) {
           case 'setDowntimeLimit':
             await source.setMaxDowntime(domain, cmd.downtimeLimitMs);
+            this.ourLimitMs = cmd.downtimeLimitMs;
             break;
           case 'startPostcopy':
             await source.startPostCopy(domain);
@@ -373,13 +419,33 @@ export class LibvirtSession {
     }
   }
 
-  /** Reads the job's downtime limit back now and then: Nova's downtime steps change it under us. */
-  private async noticeForeignLimit(): Promise<void> {
+  /**
+   * Reads the job's downtime and speed limits back now and then: Nova's downtime steps change
+   * the one under us, an operator's `virsh migrate-setspeed` the other. Another party's value is
+   * said in the log and kept (the policy sees the new downtime limit), never set back.
+   */
+  private async noticeForeignLimits(status: string | undefined): Promise<void> {
+    // Only while the job runs: at its end libvirt puts back QEMU's pre-job parameters itself.
+    if (status !== 'active' && status !== 'postcopy-active') return;
     const now = performance.now();
-    if (now - this.lastLimitCheck < LIMIT_CHECK_MS) return;
+    if (now - this.lastLimitCheck < (this.opts.foreignCheckMs ?? LIMIT_CHECK_MS)) return;
     this.lastLimitCheck = now;
-    const ms = await this.opts.source.maxDowntime(this.opts.domain).catch(() => undefined);
+    const { source, domain } = this.opts;
+    const ms = await source.maxDowntime(domain).catch(() => undefined);
     if (ms !== undefined && ms >= 1) this.core.adoptDowntimeLimit(ms, this.elapsed());
+    for (const which of ['precopy', 'postcopy'] as const) {
+      const known = this.knownSpeed[which];
+      if (known === undefined) continue;
+      const mib = await source.maxSpeed(domain, { postcopy: which === 'postcopy' }).catch(() => undefined);
+      if (mib === undefined || mib === known) continue;
+      this.knownSpeed[which] = mib;
+      const phase = which === 'postcopy' ? "post-copy phase's " : '';
+      this.core.note(
+        `another party set the ${phase}bandwidth to ${describeSpeed(mib)}: was ${describeSpeed(known)}; ` +
+          'kvmigrate keeps it (does not set it back; an orchestrator? see the README on running beside Nova/KubeVirt)',
+        this.elapsed(),
+      );
+    }
   }
 
   private progress(info: MigrationInfo): void {
@@ -456,6 +522,7 @@ export class LibvirtSession {
       startedWallMs: this.startedWallMs,
       endedAt,
       controllerCpuPct: this.cpuPct(endedAt - this.startedAt),
+      clock: { sourceCompletedAt: this.sourceCompletedAt },
       error: this.error ?? this.ended?.error,
     });
     this.opts.onEvent?.({ type: 'outcome', result });

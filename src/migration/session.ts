@@ -38,7 +38,8 @@ import {
   type SavedSettings,
 } from './parameters.js';
 import { preflight, runState } from './preflight.js';
-import type { RegionSource } from '../core/regions.js';
+import { RegionReads, type RegionSource } from '../core/regions.js';
+import { carryOutRequest, type RequestReply } from '../core/operator.js';
 import { sampleWorkingSet } from './working-set-sampler.js';
 
 export { MigrationSetupError };
@@ -130,7 +131,7 @@ export class MigrationSession {
   private sourceCompletedAt: number | undefined;
   private destinationStarted = false;
   private regionSource: RegionSource | undefined;
-  private lastRegionRead = 0;
+  private regionReads: RegionReads | undefined;
   private stopSampling = false;
   private wake: (() => void) | undefined;
   private readonly pollMs: number;
@@ -215,17 +216,16 @@ export class MigrationSession {
    * An operator's request while the migration runs (control socket): through the core's action
    * rules, carried out at once. Resolves with what was done or why it was refused.
    */
-  async request(req: OperatorRequest): Promise<{ accepted: boolean; detail: string }> {
-    if (!this.core || this.startedAt === 0)
-      return { accepted: false, detail: 'the migration has not started yet' };
-    const v = this.core.request(req, this.elapsed());
-    if (v.refused) return { accepted: false, detail: v.refused };
-    await this.execute(v.commands);
-    this.wake?.();
-    return {
-      accepted: true,
-      detail: v.commands.length ? v.commands.map((c) => c.kind).join(', ') : 'nothing to change',
-    };
+  async request(req: OperatorRequest): Promise<RequestReply> {
+    const reply = await carryOutRequest(
+      this.core,
+      this.startedAt !== 0,
+      req,
+      () => this.elapsed(),
+      (commands) => this.execute(commands),
+    );
+    if (reply.accepted) this.wake?.();
+    return reply;
   }
 
   /** The controller's view right now (control socket `status`). */
@@ -289,7 +289,9 @@ export class MigrationSession {
       this.opts.regionSource ??
       (this.core.setup.wantsRegions ? await this.opts.regionSampler?.() : undefined);
     this.regionSource = rs;
-    if (rs) this.core.attachRegions(rs);
+    if (!rs) return;
+    this.core.attachRegions(rs);
+    this.regionReads = new RegionReads(rs, this.opts.regionSampleMs);
   }
 
   private elapsed(): number {
@@ -425,14 +427,7 @@ export class MigrationSession {
    * files what was seen under the pass under way.
    */
   private readRegions(info: MigrationInfo): void {
-    const rs = this.regionSource;
-    if (!rs) return;
-    const now = performance.now();
-    const syncAdvanced =
-      (info.ram?.['dirty-sync-count'] ?? 0) > this.core.currentPass && this.core.currentPass > 0;
-    if (!syncAdvanced && now - this.lastRegionRead < (this.opts.regionSampleMs ?? 250)) return;
-    this.core.regionsDirtied(rs.changed());
-    this.lastRegionRead = now;
+    this.regionReads?.read(this.core, info.ram?.['dirty-sync-count'], performance.now());
   }
 
   private sampleWorkingSet(windowsMs: number[]): Promise<void> {

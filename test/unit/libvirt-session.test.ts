@@ -66,6 +66,13 @@ class ScriptedLibvirt extends EventEmitter {
     this.ended = true;
     this.over?.({ outcome: 'cancelled', error: 'operation aborted', endedAt: performance.now() });
   }
+  /** libvirt finishes the job: its job-completed event, then the migration call returns. */
+  complete(at: number) {
+    this.ended = true;
+    const info = { status: 'completed' } as MigrationInfo;
+    this.emit('event', { kind: 'job-completed', domain: 'vm1', at, info });
+    this.over?.({ outcome: 'completed', final: info, endedAt: performance.now() });
+  }
   async startPostCopy() {}
   async suspend() {}
   async resume() {}
@@ -187,5 +194,106 @@ describe('LibvirtSession: region sets', () => {
     expect(reasons.find((x) => x.startsWith('no region sets'))).toMatch(why);
     // mp never classified (its FRS fallback decides).
     expect(reasons.some((x) => x.startsWith('mp['))).toBe(false);
+  });
+});
+
+describe('LibvirtSession: beside an orchestrator', () => {
+  /** Runs until the decision log has a line matching `until`, with `meddle` done by "another party" at pass 2. */
+  async function meddled(lv: ScriptedLibvirt, meddle: () => void, until: RegExp, extra = {}) {
+    let noted = false;
+    const s = session(lv, {
+      foreignCheckMs: 10,
+      postcopyBandwidthBps: 2 ** 30,
+      onDecision: (d) => (noted ||= until.test(d.action.reason)),
+      ...extra,
+    });
+    const run = s.run();
+    await passReached(s, 2);
+    meddle();
+    while (!noted) await new Promise((r) => setTimeout(r, 5));
+    await s.request({ kind: 'abort' });
+    return run;
+  }
+
+  it('notices another party setting the bandwidth, says so, keeps it, and does not put its own back over it', async () => {
+    const lv = new ScriptedLibvirt();
+    const r = await meddled(lv, () => (lv.speed = 50), /another party set the bandwidth/);
+    const note = r.decisions.map((d) => d.action.reason).find((x) => x.includes('another party'));
+    expect(note).toMatch(
+      /another party set the bandwidth to 50 MiB\/s \(419 Mbit\/s\): was 23 MiB\/s \(193 Mbit\/s\); kvmigrate keeps it \(does not set it back/,
+    );
+    // Only kvmigrate's own settings: 23 (pre-copy), 1024 (post-copy), then the post-copy one put back.
+    expect(lv.speedsSeen).toEqual([23, 1024, UNLIMITED_SPEED_MIBPS]);
+    expect(lv.speed).toBe(50);
+    expect(r.decisions.filter((d) => d.action.reason.includes('another party'))).toHaveLength(1);
+  });
+
+  it('without --bandwidth, notes the change and never sets a speed', async () => {
+    const lv = new ScriptedLibvirt();
+    const r = await meddled(lv, () => (lv.speed = 100), /another party/, {
+      maxBandwidthBps: undefined,
+      postcopyBandwidthBps: undefined,
+    });
+    expect(r.decisions.map((d) => d.action.reason)).toContainEqual(
+      expect.stringMatching(
+        /bandwidth to 100 MiB\/s .*: was 777 MiB\/s .*; kvmigrate keeps it \(does not set it back/,
+      ),
+    );
+    expect(lv.speedsSeen).toEqual([]);
+    expect(lv.speed).toBe(100);
+  });
+
+  it("a changed post-copy bandwidth is the other party's too", async () => {
+    const lv = new ScriptedLibvirt();
+    await meddled(lv, () => (lv.postcopySpeed = 64), /post-copy phase's bandwidth to 64 MiB\/s/);
+    expect(lv.postcopySpeed).toBe(64);
+    expect(lv.speed).toBe(777); // the pre-copy one was still ours: put back
+  });
+
+  it('adopts another downtime limit (the policy sees it) and leaves it in place at the end', async () => {
+    const lv = new ScriptedLibvirt();
+    const r = await meddled(lv, () => (lv.downtime = 2000), /downtime limit was changed outside/);
+    expect(r.decisions.map((d) => d.action.reason)).toContainEqual(
+      expect.stringMatching(/downtime limit was changed outside kvmigrate: 300 → 2000 ms/),
+    );
+    expect(lv.downtime).toBe(2000);
+    expect(lv.speed).toBe(777);
+  });
+
+  it('puts its own downtime limit back when nobody else changed it', async () => {
+    const lv = new ScriptedLibvirt();
+    const s = session(lv, { foreignCheckMs: 10 });
+    const run = s.run();
+    await passReached(s, 3);
+    expect(lv.downtime).toBe(300);
+    await s.request({ kind: 'abort' });
+    const r = await run;
+    expect(r.decisions.some((d) => /another party|outside kvmigrate/.test(d.action.reason))).toBe(false);
+    expect(lv.downtime).toBe(500);
+  });
+});
+
+describe('LibvirtSession: clock', () => {
+  it("the source's completion is libvirt's job-completed event", async () => {
+    const lv = new ScriptedLibvirt();
+    const s = session(lv);
+    const run = s.run();
+    await passReached(s, 2);
+    const at = performance.now();
+    lv.complete(at);
+    const r = await run;
+    expect(r).toMatchObject({ outcome: 'completed', guestRunsOn: 'destination' });
+    expect(r.clock.sourceCompletedAt).toBe(at);
+    expect(r.clock.sourceCompletedAt).toBeGreaterThan(r.clock.startedAt);
+    expect(r.clock.endedAt).toBeGreaterThanOrEqual(at);
+  });
+
+  it('has none when the job did not complete', async () => {
+    const lv = new ScriptedLibvirt();
+    const s = session(lv);
+    const run = s.run();
+    await passReached(s, 2);
+    await s.request({ kind: 'abort' });
+    expect((await run).clock.sourceCompletedAt).toBeUndefined();
   });
 });
