@@ -154,6 +154,20 @@ export interface QmpEvacuationHooks {
 }
 
 /**
+ * A plan's bandwidth share never raises the cap the operator set on the source: the share is
+ * lowered to the source's own `max-bandwidth` when that is smaller (nobody asked for more).
+ */
+async function withinOperatorCap(vm: QmpEvacuee, source: QmpClient): Promise<QmpEvacuee> {
+  if (vm.maxBandwidthBps === undefined) return vm;
+  const params = await source
+    .execute<{ 'max-bandwidth'?: number }>('query-migrate-parameters')
+    .catch(() => undefined);
+  const current = params?.['max-bandwidth'];
+  // 0 is not "unlimited" for max-bandwidth (QEMU refuses it as a value); treat it as unknown.
+  return current && current < vm.maxBandwidthBps ? { ...vm, maxBandwidthBps: current } : vm;
+}
+
+/**
  * Evacuates VMs between QEMU monitors we are handed, through the QMP driver (one
  * MigrationSession each), `concurrency` at a time in the order given. Every monitor is connected
  * first: one that cannot be reached is bad input, refused before anything is changed.
@@ -177,12 +191,11 @@ export async function evacuateQmp(
   };
   try {
     const ends: { vm: QmpEvacuee; source: QmpClient; destination: QmpClient }[] = [];
-    for (const vm of vms)
-      ends.push({
-        vm,
-        source: await connect(vm.name, 'source', vm.source),
-        destination: await connect(vm.name, 'destination', vm.destination),
-      });
+    for (const vm of vms) {
+      const source = await connect(vm.name, 'source', vm.source);
+      const destination = await connect(vm.name, 'destination', vm.destination);
+      ends.push({ vm: await withinOperatorCap(vm, source), source, destination });
+    }
     return await runQueue(
       ends.map((e) => ({ ...e, name: e.vm.name, notBeforeMs: e.vm.notBeforeMs })),
       concurrency,

@@ -337,3 +337,34 @@ describe('recover obeys the same rules', () => {
     expect(source.commands()).toContain('migrate_cancel');
   });
 });
+
+describe('evacuation: a plan never raises the bandwidth cap the operator set', () => {
+  it("a planner share above the source's own max-bandwidth is lowered to it; one below is used", async () => {
+    const { evacuateQmp } = await import('../../src/migration/evacuate.js');
+    const completes = sourceThat('completed');
+    const dstCompleted: Script = (cmd) =>
+      cmd === 'query-migrate' ? { return: { status: 'completed' } } : undefined;
+    const capped = await FakeQemu.start({ parameters: { 'max-bandwidth': 50e6 } }, completes);
+    const roomy = await FakeQemu.start({ parameters: { 'max-bandwidth': 500e6 } }, sourceThat('completed'));
+    const d1 = await FakeQemu.start({ runState: 'inmigrate' }, dstCompleted);
+    const d2 = await FakeQemu.start({ runState: 'inmigrate' }, dstCompleted);
+    open.push(capped, roomy, d1, d2);
+    const vm = (name: string, source: FakeQemu, destination: FakeQemu) => ({
+      name,
+      source: source.socketPath,
+      destination: destination.socketPath,
+      migrateUri: 'tcp:127.0.0.1:1',
+      policy: resolvePolicy('stock'),
+      downtimeBudgetMs: 300,
+      deadlineMs: 20_000,
+      maxBandwidthBps: 125e6,
+    });
+    await evacuateQmp([vm('capped', capped, d1), vm('roomy', roomy, d2)], 1);
+    const setBandwidth = (q: FakeQemu) =>
+      q.received.find((c) => c.command === 'migrate-set-parameters' && 'max-bandwidth' in c.args)?.args[
+        'max-bandwidth'
+      ];
+    expect(setBandwidth(capped)).toBe(50e6);
+    expect(setBandwidth(roomy)).toBe(125e6);
+  });
+});
