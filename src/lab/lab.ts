@@ -379,12 +379,34 @@ async function verifyPostcopy(
   const window = { from: clock.startedAt, to: clock.endedAt + SETTLE_MS };
   const stall = await measureStall(lab, migration, window);
   const appLatency = await measureApp(lab, migration, window);
-  const guestCheck = heartbeatResumed
-    ? await lab.destinationConsole.integrityCheck()
-    : { ok: false, line: 'no heartbeat from the destination after post-copy' };
+  const { success, ...checked } = await postcopyVerdict(lab.destinationConsole, heartbeatResumed, stall);
   return {
     lab: lab.info,
     migration,
+    ...checked,
+    linkBytes,
+    tap: lab.tap?.status(),
+    ...(appLatency ? { appLatency } : {}),
+    success,
+  };
+}
+
+/**
+ * After post-copy the verification is the guest's own check on the destination (run only if its
+ * heartbeat came back); the stall counts only then. Shared with the libvirt lab.
+ */
+export async function postcopyVerdict(
+  destinationConsole: SerialConsole,
+  heartbeatResumed: boolean,
+  stall: GuestStall,
+): Promise<
+  Required<Pick<LabMigrationResult, 'guestStall' | 'verification'>> &
+    Pick<LabMigrationResult, 'guestDowntimeMs' | 'success'>
+> {
+  const guestCheck = heartbeatResumed
+    ? await destinationConsole.integrityCheck()
+    : { ok: false, line: 'no heartbeat from the destination after post-copy' };
+  return {
     guestStall: stall,
     guestDowntimeMs: heartbeatResumed ? stall.totalStallMs : undefined,
     verification: {
@@ -393,9 +415,6 @@ async function verifyPostcopy(
       guestCheck,
       heartbeatResumed,
     },
-    linkBytes,
-    tap: lab.tap?.status(),
-    ...(appLatency ? { appLatency } : {}),
     success: guestCheck.ok && heartbeatResumed,
   };
 }
@@ -424,18 +443,30 @@ async function measureStall(
   window: { from: number; to: number },
   exclude: { from: number; to: number }[] = [],
 ): Promise<GuestStall> {
+  return stallOverWindow([lab.sourceConsole, lab.destinationConsole], window, exclude, precopyEnd(m));
+}
+
+/**
+ * Waits out the window (and up to 2 s for a beat after it on any console), then the stall from
+ * every console's heartbeats (source first). Shared with the libvirt lab.
+ */
+export async function stallOverWindow(
+  consoles: SerialConsole[],
+  window: { from: number; to: number },
+  exclude: { from: number; to: number }[],
+  precopyEndAt: number,
+): Promise<GuestStall> {
   const wait = window.to - performance.now();
   if (wait > 0) await sleep(wait);
   const after = (c: SerialConsole) => (c.heartbeats.at(-1)?.at ?? -Infinity) >= window.to;
   const deadline = performance.now() + 2000;
-  while (!after(lab.sourceConsole) && !after(lab.destinationConsole) && performance.now() < deadline)
-    await sleep(20);
+  while (!consoles.some(after) && performance.now() < deadline) await sleep(20);
   return guestStall({
-    beats: [...lab.sourceConsole.heartbeats, ...lab.destinationConsole.heartbeats],
+    beats: consoles.flatMap((c) => c.heartbeats),
     periodMs: HEARTBEAT_PERIOD_MS,
     window,
     exclude,
-    precopyEnd: precopyEnd(m),
+    precopyEnd: precopyEndAt,
   });
 }
 

@@ -4,11 +4,17 @@ import type { LibvirtClient, LibvirtEvent } from '../libvirt/index.js';
 import { LibvirtSession } from '../libvirt/libvirt-session.js';
 import { RegionSampler } from '../migration/region-sampler.js';
 import type { ResolvedPolicy } from '../policy/index.js';
-import { guestStall, type GuestStall, type Interval } from './guest-stall.js';
-import { BASELINE_MS, SETTLE_MS, precopyEnd, type LabMigrationResult } from './lab.js';
+import type { GuestStall, Interval } from './guest-stall.js';
+import {
+  BASELINE_MS,
+  SETTLE_MS,
+  postcopyVerdict,
+  precopyEnd,
+  stallOverWindow,
+  type LabMigrationResult,
+} from './lab.js';
 import type { LibvirtLabGuest } from './libvirt-pair.js';
-import { memfdRamRanges } from './libvirt-ram.js';
-import { HEARTBEAT_PERIOD_MS } from './serial.js';
+import { guestRamFromMaps, readMaps } from '../qemu/qemu-pid.js';
 
 export interface LibvirtLabMigrationOptions {
   /** The pair's source and destination daemons (one connection each, kept across runs). */
@@ -28,10 +34,9 @@ export type LibvirtLabMigrationResult = Omit<LabMigrationResult, 'lab' | 'tap' |
   holdBasis?: string;
 };
 
-/** A libvirt lifecycle or job event of the guest, on one side: what the stall's cut needs. */
+/** A lifecycle event of the guest on the destination: where the stall's cut starts. */
 interface SeenEvent {
   at: number;
-  side: 'src' | 'dst';
   kind: string;
 }
 
@@ -44,7 +49,8 @@ interface SeenEvent {
  * both consoles over the same window, the verification hold cut out. libvirt gives no
  * destination-completed status, so the hold starts at the destination's Finish (its
  * suspended/paused lifecycle event, where libvirt would otherwise have resumed it), else at the
- * source's job-completed event, else when the session saw the end.
+ * source's job-completed event (the session's clock.sourceCompletedAt), else when the session saw
+ * the end.
  */
 export async function migrateLibvirtLab(
   guest: LibvirtLabGuest,
@@ -55,13 +61,10 @@ export async function migrateLibvirtLab(
   if (firstBeat !== undefined && firstBeat + BASELINE_MS > performance.now())
     await sleep(firstBeat + BASELINE_MS - performance.now());
   const events: SeenEvent[] = [];
-  const listen = (side: SeenEvent['side']) => (e: LibvirtEvent) => {
-    if (e.domain !== name || e.kind === 'migration-iteration') return;
-    events.push({ at: e.at, side, kind: e.kind === 'lifecycle' ? `${e.event}/${e.detail}` : e.kind });
+  const onDestination = (e: LibvirtEvent) => {
+    if (e.domain === name && e.kind === 'lifecycle')
+      events.push({ at: e.at, kind: `${e.event}/${e.detail}` });
   };
-  const onSource = listen('src');
-  const onDestination = listen('dst');
-  o.source.on('event', onSource);
   o.destination.on('event', onDestination);
   try {
     const tx0 = await pair.link.txBytes();
@@ -84,13 +87,13 @@ export async function migrateLibvirtLab(
       onEvent: o.onEvent,
       // The same host-side sampling of the source's RAM the QMP lab gives its sessions.
       regionSampler: async () =>
-        new RegionSampler(guest.sourcePid, memfdRamRanges(guest.sourcePid, guest.ramBytes)),
+        new RegionSampler(guest.sourcePid, guestRamFromMaps(readMaps(guest.sourcePid), guest.ramBytes)),
     }).run();
     const { clock } = migration;
-    const seen = (side: SeenEvent['side'], kind: RegExp) =>
-      events.find((e) => e.side === side && e.at >= clock.startedAt && kind.test(e.kind))?.at;
-    const sourceCompletedAt = seen('src', /^job-completed$/);
-    const end = precopyEnd({ ...migration, clock: { ...clock, sourceCompletedAt } });
+    const seen = (kind: RegExp) => events.find((e) => e.at >= clock.startedAt && kind.test(e.kind))?.at;
+    // The session's clock has the source's job-completed event (libvirt's own end of the job).
+    const { sourceCompletedAt } = clock;
+    const end = precopyEnd(migration);
     const stallOver = (window: Interval, exclude: Interval[] = []) =>
       measureStall(guest, window, exclude, end);
     const linkBytes = async () => (await pair.link.txBytes()) - tx0;
@@ -121,7 +124,7 @@ export async function migrateLibvirtLab(
       await o.destination.qemuPid(name),
       () => o.destination.resume(name),
       async (resumedAt) => {
-        const finish = seen('dst', /^(suspended|resumed)\//);
+        const finish = seen(/^(suspended|resumed)\//);
         const holdFrom = finish ?? sourceCompletedAt ?? clock.endedAt;
         holdBasis =
           finish !== undefined
@@ -149,7 +152,6 @@ export async function migrateLibvirtLab(
       success: check.ram.differingPages === 0 && check.guestCheck.ok && check.heartbeatResumed,
     };
   } finally {
-    o.source.off('event', onSource);
     o.destination.off('event', onDestination);
   }
 }
@@ -172,48 +174,17 @@ async function verifyPostcopy(
   const console = await guest.connectDestinationConsole();
   const heartbeatResumed = await guest.waitForBeats(1, 10_000, console, clock.endedAt);
   const stall = await stallOver({ from: clock.startedAt, to: clock.endedAt + SETTLE_MS });
-  const guestCheck = heartbeatResumed
-    ? await console.integrityCheck()
-    : { ok: false, line: 'no heartbeat from the destination after post-copy' };
-  return {
-    migration,
-    guestStall: stall,
-    guestDowntimeMs: heartbeatResumed ? stall.totalStallMs : undefined,
-    verification: {
-      ram: undefined,
-      ramSkipped: 'post-copy: the destination ran before completion',
-      guestCheck,
-      heartbeatResumed,
-    },
-    linkBytes: await linkBytes(),
-    success: guestCheck.ok && heartbeatResumed,
-  };
+  const { success, ...checked } = await postcopyVerdict(console, heartbeatResumed, stall);
+  return { migration, ...checked, linkBytes: await linkBytes(), success };
 }
 
-/**
- * As migrateLab's: waits out the window (and up to 2 s for a beat after it, so the guest closes
- * its last silence, not us), then the stall from both consoles' heartbeats.
- */
-async function measureStall(
+/** The stall from both consoles (the destination's once it is connected), as migrateLab measures it. */
+function measureStall(
   guest: LibvirtLabGuest,
   window: Interval,
   exclude: Interval[],
   precopyEndAt: number,
 ): Promise<GuestStall> {
-  const wait = window.to - performance.now();
-  if (wait > 0) await sleep(wait);
   const consoles = [guest.sourceConsole, ...(guest.destinationConsole ? [guest.destinationConsole] : [])];
-  const deadline = performance.now() + 2000;
-  while (
-    !consoles.some((c) => (c.heartbeats.at(-1)?.at ?? -Infinity) >= window.to) &&
-    performance.now() < deadline
-  )
-    await sleep(20);
-  return guestStall({
-    beats: consoles.flatMap((c) => c.heartbeats),
-    periodMs: HEARTBEAT_PERIOD_MS,
-    window,
-    exclude,
-    precopyEnd: precopyEndAt,
-  });
+  return stallOverWindow(consoles, window, exclude, precopyEndAt);
 }

@@ -1,7 +1,7 @@
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { LabError } from '../util/errors.js';
-import type { RamComparison, RamRange } from './ram-compare.js';
+import type { RamComparison } from './ram-compare.js';
 
 const PAGE = 4096;
 const CHUNK = 4 << 20;
@@ -84,25 +84,4 @@ export async function compareRamFiles(a: GuestRamFile, b: GuestRamFile): Promise
     }
   }
   return { pagesCompared: a.bytes / PAGE, differingPages, firstDifferences, ms: performance.now() - t0 };
-}
-
-/**
- * Where the lab guest's RAM sits in its QEMU's address space: the memfd mapping of the guest's
- * size (RegionSampler reads it through /proc/PID/mem, as the QMP lab reads its guests').
- */
-export function memfdRamRanges(pid: number, bytes: number): RamRange[] {
-  let maps: string;
-  try {
-    maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
-  } catch (err) {
-    throw new LabError(`cannot read QEMU ${pid}'s mappings: ${(err as Error).message}`);
-  }
-  for (const line of maps.split('\n')) {
-    const m = /^([0-9a-f]+)-([0-9a-f]+) .* \/memfd:/.exec(line);
-    if (!m) continue;
-    const from = Number(BigInt(`0x${m[1]}`));
-    const to = Number(BigInt(`0x${m[2]}`));
-    if (to - from === bytes) return [{ gpa: 0, hva: from, length: bytes }];
-  }
-  throw new LabError(`QEMU ${pid} maps no memfd of ${bytes} bytes: is the domain's memory backed by memfd?`);
 }

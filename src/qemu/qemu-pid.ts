@@ -240,10 +240,14 @@ export function parseMaps(text: string): Mapping[] {
  * Where guest RAM sits in a QEMU process, from its address map alone (no monitor command: the
  * libvirt driver never talks to QEMU behind libvirt's back): the one readable, writable mapping
  * exactly the size of the guest's RAM (QEMU maps its main RAM block as one area, with a guard page
- * after it; a memfd-backed one shows as /memfd:…).
+ * after it; a memfd-backed one shows as /memfd:…, and is the one when several fit).
  */
 export function guestRamFromMaps(maps: string, ramBytes: number): RamRange[] {
-  const fits = parseMaps(maps).filter((m) => m.perms.startsWith('rw') && m.end - m.start === ramBytes);
+  let fits = parseMaps(maps).filter((m) => m.perms.startsWith('rw') && m.end - m.start === ramBytes);
+  // A memfd-backed guest (libvirt's <memoryBacking><source type='memfd'/>, the lab's domains):
+  // its one memfd mapping of that size is the RAM, whatever else happens to be as large.
+  const memfd = fits.filter((m) => m.name.startsWith('/memfd:'));
+  if (fits.length > 1 && memfd.length === 1) fits = memfd;
   if (fits.length !== 1)
     throw new QemuPidError(
       fits.length === 0

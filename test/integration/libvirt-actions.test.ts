@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LibvirtPair, type LibvirtLabGuest } from '../../src/lab/libvirt-pair.js';
-import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
 import {
   LibvirtClient,
@@ -8,7 +7,7 @@ import {
   NotMigratingError,
   type LibvirtEvent,
 } from '../../src/libvirt/index.js';
-import { expectPairGone } from './libvirt-helpers.js';
+import { pairPerFile } from './libvirt-helpers.js';
 
 // The controller's other actions through libvirt's own calls, on real libvirt + QEMU TCG:
 // pause (virDomainSuspend) and post-copy (virDomainMigrateStartPostCopy), which libvirt will not abort.
@@ -17,26 +16,13 @@ import { expectPairGone } from './libvirt-helpers.js';
 let pair: LibvirtPair;
 let src: LibvirtClient;
 let dst: LibvirtClient;
-const pids: number[] = [];
 const srcEvents: LibvirtEvent[] = [];
 const dstEvents: LibvirtEvent[] = [];
 
-beforeAll(async () => {
-  pair = await LibvirtPair.start({ link: parseLink('1gbit') });
-  pids.push(pair.source.pid, pair.destination.pid);
-  src = await LibvirtClient.open(pair.source.uri);
-  dst = await LibvirtClient.open(pair.destination.uri);
+pairPerFile((f) => {
+  ({ pair, src, dst } = f);
   src.on('event', (e: LibvirtEvent) => srcEvents.push(e));
   dst.on('event', (e: LibvirtEvent) => dstEvents.push(e));
-});
-
-afterAll(async () => {
-  await src?.close();
-  await dst?.close();
-  if (!pair) return;
-  pids.push(...pair.source.qemuPids(), ...pair.destination.qemuPids());
-  await pair.destroy();
-  await expectPairGone(pair, pids);
 });
 
 async function untilIteration(guest: LibvirtLabGuest, n: number): Promise<void> {

@@ -2,43 +2,31 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { MigrationResult } from '../../src/core/result.js';
 import { EventLineSchema } from '../../src/core/schema.js';
 import { LibvirtPair } from '../../src/lab/libvirt-pair.js';
-import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
 import { LibvirtClient, UNLIMITED_SPEED_MIBPS } from '../../src/libvirt/index.js';
 import { controlRequest } from '../../src/migration/control-socket.js';
 import { EXIT } from '../../src/util/errors.js';
-import { expectPairGone } from './libvirt-helpers.js';
+import { pairPerFile } from './libvirt-helpers.js';
 
 // `kvmigrate migrate --libvirt` with the operator contract of the QMP path, on a real libvirt 11
 // pair: --bandwidth through virDomainMigrateSetMaxSpeed (85% of the wire cap, as QMP), the
 // domain's own speed put back, --events, the control socket, and mp with region sets sampled
-// from the source QEMU libvirt runs (its PID from libvirt's pidfile, its RAM from its address map).
+// from the source QEMU libvirt runs (its PID from libvirt's pidfile, its RAM from its address map);
+// a speed another party sets while it runs is noticed and kept.
 
 let pair: LibvirtPair;
 let src: LibvirtClient;
 let dst: LibvirtClient;
-const pids: number[] = [];
 const dir = mkdtempSync(path.join(tmpdir(), 'kvm-lv-contract-'));
 
-beforeAll(async () => {
-  pair = await LibvirtPair.start({ link: parseLink('1gbit'), log: (l) => console.log(l) });
-  pids.push(pair.source.pid, pair.destination.pid);
-  src = await LibvirtClient.open(pair.source.uri);
-  dst = await LibvirtClient.open(pair.destination.uri);
-});
+pairPerFile((f) => ({ pair, src, dst } = f), { log: true });
 
-afterAll(async () => {
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
-  await src?.close();
-  await dst?.close();
-  if (!pair) return;
-  pids.push(...pair.source.qemuPids(), ...pair.destination.qemuPids());
-  await pair.destroy();
-  await expectPairGone(pair, pids);
 });
 
 function kvmigrate(args: string[]) {
@@ -57,7 +45,7 @@ function kvmigrate(args: string[]) {
 const CAP_MIBPS = Math.floor(Math.floor((400e6 / 8) * 0.85) / 2 ** 20);
 
 describe('migrate --libvirt: the operator contract of the QMP path', () => {
-  it('mp with sampled regions, --bandwidth applied and put back, --events, the control socket', async () => {
+  it('mp with sampled regions, --bandwidth applied and put back, --events, the control socket, a foreign speed noticed', async () => {
     const guest = await pair.startGuest({ workload: parseWorkload('random:200'), ramMiB: 512 });
     try {
       // A speed of the domain's own, which the run must leave as it found it.
@@ -90,6 +78,8 @@ describe('migrate --libvirt: the operator contract of the QMP path', () => {
           speedDuring = await src.maxSpeed(guest.name).catch(() => undefined);
         await new Promise((r) => setTimeout(r, 100));
       }
+      // (d) another party (as `virsh migrate-setspeed` would) lowers the speed while it runs.
+      await src.setMaxSpeed(guest.name, CAP_MIBPS - 8);
       const r = await run.exited;
       expect(r.code, r.stderr).toBe(EXIT.ok);
       // (c) the control socket answered while it ran.
@@ -117,6 +107,9 @@ describe('migrate --libvirt: the operator contract of the QMP path', () => {
       });
       expect(reasons.some((x) => x.startsWith('mp[sampling]'))).toBe(true);
       expect(reasons.some((x) => /no region s/.test(x))).toBe(false);
+      expect(reasons).toContainEqual(
+        expect.stringContaining(`another party set the bandwidth to ${CAP_MIBPS - 8} MiB/s`),
+      );
       expect(JSON.parse(r.stdout.trim())).toEqual(result);
       expect(await dst.domainState(guest.name)).toMatchObject({ state: 'running' });
     } finally {

@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LibvirtPair, type LibvirtLabGuest } from '../../src/lab/libvirt-pair.js';
-import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
 import { LibvirtClient, NotMigratingError, UnknownDomainError } from '../../src/libvirt/index.js';
 import { LibvirtSession, type LibvirtSessionOptions } from '../../src/libvirt/libvirt-session.js';
 import { resolvePolicy } from '../../src/policy/index.js';
-import { expectPairGone } from './libvirt-helpers.js';
+import { pairPerFile } from './libvirt-helpers.js';
 
 // The controller core steering real libvirt 11 migrations of real QEMU TCG guests (libvirt owns
 // the monitor; the driver acts only through libvirt's calls). Every completed pre-copy run is
@@ -15,23 +14,8 @@ import { expectPairGone } from './libvirt-helpers.js';
 let pair: LibvirtPair;
 let src: LibvirtClient;
 let dst: LibvirtClient;
-const pids: number[] = [];
 
-beforeAll(async () => {
-  pair = await LibvirtPair.start({ link: parseLink('1gbit'), log: (l) => console.log(l) });
-  pids.push(pair.source.pid, pair.destination.pid);
-  src = await LibvirtClient.open(pair.source.uri);
-  dst = await LibvirtClient.open(pair.destination.uri);
-});
-
-afterAll(async () => {
-  await src?.close();
-  await dst?.close();
-  if (!pair) return;
-  pids.push(...pair.source.qemuPids(), ...pair.destination.qemuPids());
-  await pair.destroy();
-  await expectPairGone(pair, pids);
-});
+pairPerFile((f) => ({ pair, src, dst } = f), { log: true });
 
 const memoryIntensive = () => pair.startGuest({ workload: parseWorkload('random:200'), ramMiB: 512 });
 

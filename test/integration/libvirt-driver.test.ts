@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { LabDaemon } from '../../src/lab/libvirt-daemon.js';
 import { LibvirtPair } from '../../src/lab/libvirt-pair.js';
-import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
 import {
   LibvirtClient,
@@ -13,7 +12,7 @@ import {
   UnknownDomainError,
   type LibvirtEvent,
 } from '../../src/libvirt/index.js';
-import { expectMonotonic, expectPairGone, latency, pollJobStats, timed } from './libvirt-helpers.js';
+import { expectMonotonic, pairPerFile, latency, pollJobStats, timed } from './libvirt-helpers.js';
 
 // Real libvirt 11 daemons and real QEMU TCG guests on the lab's emulated 1 Gbit link; no mocks.
 // The numbers each test prints are the ones the driver's transport was chosen on.
@@ -25,23 +24,18 @@ const pids: number[] = [];
 const events: LibvirtEvent[] = [];
 const t0 = performance.now();
 
-beforeAll(async () => {
-  pair = await LibvirtPair.start({ link: parseLink('1gbit'), log: (l) => console.log(l) });
-  pids.push(pair.source.pid, pair.destination.pid);
-  src = await LibvirtClient.open(pair.source.uri);
-  dst = await LibvirtClient.open(pair.destination.uri);
-  src.on('event', (e: LibvirtEvent) => events.push(e));
-});
-
-afterAll(async () => {
-  await src?.close();
-  await dst?.close();
-  if (!pair) return;
-  pids.push(...pair.source.qemuPids(), ...pair.destination.qemuPids());
-  await pair.destroy();
-  await expectPairGone(pair, pids);
+// Registered first, so it runs after the pair's teardown.
+afterAll(() => {
   console.log(`libvirt driver tests: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 });
+
+pairPerFile(
+  (f) => {
+    ({ pair, src, dst } = f);
+    src.on('event', (e: LibvirtEvent) => events.push(e));
+  },
+  { log: true, pids },
+);
 
 /** Rethrows after checking the message is one line. */
 const oneLine = (err: unknown): never => {

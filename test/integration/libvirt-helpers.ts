@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import type { MigrationInfo } from '../../src/core/sample.js';
 import { findLeftovers, leaksOf } from '../../src/lab/clean.js';
-import type { LibvirtPair } from '../../src/lab/libvirt-pair.js';
-import type { LibvirtClient } from '../../src/libvirt/index.js';
+import { LibvirtPair } from '../../src/lab/libvirt-pair.js';
+import { parseLink } from '../../src/lab/link.js';
+import { LibvirtClient } from '../../src/libvirt/index.js';
 
 export interface Latency {
   n: number;
@@ -93,4 +94,42 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+export interface PairFixture {
+  pair: LibvirtPair;
+  src: LibvirtClient;
+  dst: LibvirtClient;
+}
+
+/**
+ * One libvirt pair on a 1 Gbit lab link for a whole test file, with a connection to each daemon:
+ * started before its tests (`opened` receives it), and after them closed and destroyed, with a
+ * check that none of its daemons, QEMUs (and `pids`: others the tests started), netns, veth or
+ * dirs is left.
+ */
+export function pairPerFile(
+  opened: (f: PairFixture) => void,
+  opts: { log?: boolean; pids?: number[] } = {},
+): void {
+  const pids = opts.pids ?? [];
+  let f: Partial<PairFixture> = {};
+  beforeAll(async () => {
+    const log = opts.log ? (l: string) => console.log(l) : undefined;
+    f.pair = await LibvirtPair.start({ link: parseLink('1gbit'), log });
+    pids.push(f.pair.source.pid, f.pair.destination.pid);
+    f.src = await LibvirtClient.open(f.pair.source.uri);
+    f.dst = await LibvirtClient.open(f.pair.destination.uri);
+    opened(f as PairFixture);
+  });
+  afterAll(async () => {
+    const { pair, src, dst } = f;
+    f = {};
+    await src?.close();
+    await dst?.close();
+    if (!pair) return;
+    pids.push(...pair.source.qemuPids(), ...pair.destination.qemuPids());
+    await pair.destroy();
+    await expectPairGone(pair, pids);
+  });
 }

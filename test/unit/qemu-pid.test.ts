@@ -173,6 +173,11 @@ describe('guest RAM in the address map', () => {
     expect(() => guestRamFromMaps(maps, 1024 * MiB)).toThrow('no mapping of 1073741824 bytes');
     const two = maps + '\n' + line(base + 2048 * MiB, 512 * MiB, 'rw-p');
     expect(() => guestRamFromMaps(two, 512 * MiB)).toThrow(/2 mappings .* cannot tell/);
+    // …unless exactly one of them is a memfd (libvirt's memfd-backed domains): that is the RAM.
+    const memfd = maps + '\n' + line(base + 2048 * MiB, 512 * MiB, 'rw-s', '/memfd:pc.ram (deleted)');
+    expect(guestRamFromMaps(memfd, 512 * MiB)).toEqual([
+      { gpa: 0, hva: base + 2048 * MiB, length: 512 * MiB },
+    ]);
   });
 
   it('checks that ranges a monitor named lie in the process', () => {
