@@ -195,6 +195,17 @@ export class Controller {
     this.regions = { ...meta, perPass: [] };
   }
 
+  /**
+   * The region source failed while the migration runs: say why in the decision log, and let the
+   * policy decide without region sets from now on (mp falls back to FRS).
+   */
+  regionsLost(why: string, atMs: number): void {
+    if (!this.regions) return;
+    this.regions = undefined;
+    this.regionsThisPass = new Set();
+    this.note(`no region sets from now on (${why}): the policy decides without them`, atMs);
+  }
+
   /** Regions seen dirtied since the last report; filed under the pass that is under way. */
   regionsDirtied(regions: Iterable<number>): void {
     for (const r of regions) this.regionsThisPass.add(r);

@@ -12,6 +12,7 @@ export interface RegionSource {
 interface RegionSink {
   readonly currentPass: number;
   regionsDirtied(regions: Iterable<number>): void;
+  regionsLost(why: string, atMs: number): void;
 }
 
 /**
@@ -21,16 +22,33 @@ interface RegionSink {
  */
 export class RegionReads {
   private lastReadAt = 0;
+  private failed = false;
 
   constructor(
     readonly source: RegionSource,
     private readonly everyMs = 250,
   ) {}
 
-  read(core: RegionSink, dirtySyncCount: number | undefined, nowMs: number): void {
+  /**
+   * `nowMs` is the driver's clock for the read interval, `atMs` the run's (ms since `migrate`)
+   * for the decision log. A source that throws is given up: the core is told, nothing is read again.
+   */
+  read(core: RegionSink, dirtySyncCount: number | undefined, nowMs: number, atMs: number): void {
+    if (this.failed) return;
     const syncAdvanced = (dirtySyncCount ?? 0) > core.currentPass && core.currentPass > 0;
     if (!syncAdvanced && nowMs - this.lastReadAt < this.everyMs) return;
-    core.regionsDirtied(this.source.changed());
+    let changed: number[];
+    try {
+      changed = this.source.changed();
+    } catch (err) {
+      this.failed = true;
+      core.regionsLost(
+        `reading the ${this.source.source} region source failed: ${(err as Error).message}`,
+        atMs,
+      );
+      return;
+    }
+    core.regionsDirtied(changed);
     this.lastReadAt = nowMs;
   }
 }

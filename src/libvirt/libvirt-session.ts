@@ -297,7 +297,8 @@ export class LibvirtSession {
 
   /** Reads the region source at every pass end and every `regionSampleMs` in between (as the QMP driver). */
   private readRegions(info: MigrationInfo): void {
-    if (info.ram) this.regionReads?.read(this.core, info.ram['dirty-sync-count'], performance.now());
+    if (info.ram)
+      this.regionReads?.read(this.core, info.ram['dirty-sync-count'], performance.now(), this.elapsed());
   }
 
   private elapsed(): number {

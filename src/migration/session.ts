@@ -69,6 +69,11 @@ export interface SessionOptions {
    * `regionSource` and the policy wants region sets; the session closes it.
    */
   regionSampler?: () => Promise<RegionSource>;
+  /**
+   * Why there is neither a `regionSource` nor a `regionSampler` (e.g. the source QEMU's PID is
+   * unknown): noted in the decision log when the policy wants region sets.
+   */
+  regionsUnavailable?: string;
   /** How often the region source is read while a pass runs (default 250 ms). */
   regionSampleMs?: number;
   /** Sample the working-set curve with calc-dirty-rate over these windows even if the policy does not ask (`record`). */
@@ -182,6 +187,8 @@ export class MigrationSession {
     try {
       await this.configure();
       await this.openRegionSource();
+      // Notes before `migrate` (why there are no region sets) are not decisions about a migration.
+      const notesBefore = this.core.decisions.length;
       const cpu0 = process.cpuUsage();
       this.startedAt = performance.now();
       this.startedWallMs = Date.now();
@@ -194,7 +201,11 @@ export class MigrationSession {
       await sampling;
       const result = await this.end(cpu0);
       migrationOver = true;
-      if (result.outcome === 'failed' && result.transferredBytes === 0 && result.decisions.length === 0) {
+      if (
+        result.outcome === 'failed' &&
+        result.transferredBytes === 0 &&
+        result.decisions.length === notesBefore
+      ) {
         // Never connected: nothing changed on either side, so this is bad input, not a failed migration.
         throw new MigrationSetupError(
           `cannot reach the destination at ${this.opts.migrateUri} (${result.error ?? result.reason}): is it listening? ` +
@@ -284,10 +295,22 @@ export class MigrationSession {
     }
   }
 
+  /**
+   * The tap, or the sampler when the policy wants region sets. A sampler that is missing or
+   * fails is no reason to fail the run: the decision log says why there are none, and the policy
+   * decides without them (mp falls back to FRS), as the libvirt driver does.
+   */
   private async openRegionSource(): Promise<void> {
-    const rs =
-      this.opts.regionSource ??
-      (this.core.setup.wantsRegions ? await this.opts.regionSampler?.() : undefined);
+    let rs = this.opts.regionSource;
+    if (!rs && this.core.setup.wantsRegions) {
+      let why = this.opts.regionsUnavailable ?? 'no region source given';
+      try {
+        rs = await this.opts.regionSampler?.();
+      } catch (err) {
+        why = (err as Error).message;
+      }
+      if (!rs) this.core.note(`no region sets (${why}): the policy decides without them`, 0);
+    }
     this.regionSource = rs;
     if (!rs) return;
     this.core.attachRegions(rs);
@@ -427,7 +450,7 @@ export class MigrationSession {
    * files what was seen under the pass under way.
    */
   private readRegions(info: MigrationInfo): void {
-    this.regionReads?.read(this.core, info.ram?.['dirty-sync-count'], performance.now());
+    this.regionReads?.read(this.core, info.ram?.['dirty-sync-count'], performance.now(), this.elapsed());
   }
 
   private sampleWorkingSet(windowsMs: number[]): Promise<void> {
