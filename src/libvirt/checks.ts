@@ -17,6 +17,8 @@ export const DowntimeMs = z.number().int().min(1).max(2_000_000);
  */
 export const UNLIMITED_SPEED_MIBPS = 8_796_093_022_207;
 export const SpeedMiBps = z.number().int().min(1).max(UNLIMITED_SPEED_MIBPS);
+/** The post-copy phase's limit may also be 0: QEMU's default max-postcopy-bandwidth, "no limit of its own". */
+export const PostcopySpeedMiBps = z.number().int().min(0).max(UNLIMITED_SPEED_MIBPS);
 /** A domain's memory as virDomainGetInfo says it (KiB): at most 16 TiB. */
 export const MemoryKiB = z
   .number()

@@ -59,6 +59,7 @@ import {
   DomainName,
   DowntimeMs,
   MemoryKiB,
+  PostcopySpeedMiBps,
   SpeedMiBps,
   StateReply,
   input,
@@ -275,7 +276,7 @@ export class LibvirtClient extends EventEmitter {
    * phase's limit instead. Without a job libvirt keeps it for the domain's next migrations.
    */
   async setMaxSpeed(name: string, mibPerSec: number, opts: { postcopy?: boolean } = {}): Promise<void> {
-    const value = input(SpeedMiBps, mibPerSec, 'max speed (MiB/s)');
+    const value = input(opts.postcopy ? PostcopySpeedMiBps : SpeedMiBps, mibPerSec, 'max speed (MiB/s)');
     const flags = opts.postcopy ? MAX_SPEED_POSTCOPY : 0;
     await this.onDomain(name, (dom) =>
       this.rpc.call(

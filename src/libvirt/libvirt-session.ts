@@ -222,7 +222,8 @@ export class LibvirtSession {
     for (const which of ['precopy', 'postcopy'] as const) {
       const mib = this.originalSpeed[which];
       const ours = this.ourSpeed[which];
-      if (mib === undefined || mib < 1 || ours === undefined) continue;
+      // 0 is a real post-copy limit (QEMU's default: none of its own) and must be put back too.
+      if (mib === undefined || (mib < 1 && which === 'precopy') || ours === undefined) continue;
       const postcopy = which === 'postcopy';
       const now = await source.maxSpeed(domain, { postcopy }).catch(() => this.knownSpeed[which]);
       if (now !== ours) continue;
