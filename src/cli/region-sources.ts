@@ -8,6 +8,7 @@ import {
   guestRamFromMaps,
   qemuPidForDomain,
   qemuPidForQmpSocket,
+  qemuPidsForDomain,
   QemuPidError,
   rangesMapped,
   readMaps,
@@ -69,14 +70,31 @@ function sampling(pid: number, ranges: RamRange[]): RegionPlan {
   };
 }
 
-/** A --qemu-pid that is no QEMU process is bad input (one line, nothing touched). */
-function checkGivenPid(o: RegionFlags): void {
+/**
+ * The region flags, checked before anything is touched (one line each): a --qemu-pid that is no
+ * QEMU process, or that contradicts --no-regions / --tap, is bad input whatever the policy.
+ */
+export function checkRegionFlags(o: RegionFlags & { tap?: unknown }): void {
   if (o.qemuPid === undefined) return;
+  if (o.regions === false)
+    throw new UsageError('--qemu-pid names a process to sample, --no-regions turns sampling off: give one');
+  if (o.tap)
+    throw new UsageError(
+      "--qemu-pid is for sampling the source QEMU's RAM; with --tap the region sets come from the tap: give one",
+    );
   try {
     checkQemuPid(o.qemuPid);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+}
+
+/** Under libvirt a given --qemu-pid must be the domain's QEMU (else mp would read another VM's memory). */
+function checkDomainPid(pid: number, domain: string): void {
+  if (!qemuPidsForDomain(domain).includes(pid))
+    throw new UsageError(
+      `--qemu-pid ${pid} is not the QEMU of domain '${domain}' (its -name is not guest=${domain},…)`,
+    );
 }
 
 /** Why there are no region sets, when `find` says (not found, not permitted, libvirt cannot tell). */
@@ -97,7 +115,6 @@ const OFF: RegionPlan = { note: 'region sampling off (--no-regions)' };
  */
 export async function qmpSourcePid(o: RegionFlags, src: string): Promise<{ pid: number } | RegionPlan> {
   if (o.regions === false) return OFF;
-  checkGivenPid(o);
   return attempt(() => {
     const target = parseQmpTarget(src);
     let pid: number;
@@ -138,7 +155,7 @@ export async function libvirtRegionPlan(
   domain: string,
 ): Promise<RegionPlan> {
   if (o.regions === false) return OFF;
-  checkGivenPid(o);
+  if (o.qemuPid !== undefined) checkDomainPid(o.qemuPid, domain);
   return attempt(async () => {
     const pid = o.qemuPid ?? (await source.qemuPid(domain).catch(() => qemuPidForDomain(domain)));
     checkMemReadable(pid);

@@ -6,7 +6,13 @@ import { EXIT, UsageError } from '../../util/errors.js';
 import { resolveDeadline } from '../deadline.js';
 import { checkMigrationFlags, migrationOptions, sessionFromFlags } from '../migration-flags.js';
 import { formatRate } from '../rate.js';
-import { libvirtRegionPlan, regionLine, wantsRegions, type RegionFlags } from '../region-sources.js';
+import {
+  checkRegionFlags,
+  libvirtRegionPlan,
+  regionLine,
+  wantsRegions,
+  type RegionFlags,
+} from '../region-sources.js';
 import { RunOutputs, runOutputOptions } from '../run-outputs.js';
 import { announce, steer, steerOptions, type SteerValues } from '../steer.js';
 
@@ -39,6 +45,7 @@ export async function steerLibvirt(
   if (start && !o.to)
     throw new UsageError('migrate --libvirt needs --to DEST_URI (the destination libvirt URI)');
   const flags = checkMigrationFlags(o as never, policyGiven);
+  checkRegionFlags(o);
   const outputs = await RunOutputs.open(o, {
     policy: flags.policy.policy.name,
     source: `${o.libvirt} domain ${domain}`,

@@ -12,6 +12,7 @@ import { formatRate } from '../rate.js';
 import {
   qmpRegionPlan,
   qmpSourcePid,
+  checkRegionFlags,
   regionLine,
   wantsRegions,
   type RegionFlags,
@@ -127,11 +128,11 @@ interface QmpMigrateValues extends SteerValues, RegionFlags {
  * source's RAM (region sets), the control socket, run, report.
  */
 async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<void> {
+  checkRegionFlags(o);
   const upstream = o.tap ? tapUpstream(o.uri) : undefined;
   // Without the tap, region sets come from sampling the source QEMU's RAM when it runs here.
   const found = !upstream && wantsRegions(flags) ? await qmpSourcePid(o, o.src) : undefined;
   const warn = (plan: RegionPlan) => process.stderr.write(`kvmigrate: ${regionLine(flags, plan)}\n`);
-  if (found && !('pid' in found)) warn(found);
   const outputs = await RunOutputs.open(o, {
     policy: flags.policy.policy.name,
     source: o.src,
@@ -158,8 +159,8 @@ async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<voi
       bandwidthBps: flags.maxBandwidthBps ?? facts.maxBandwidthBps,
     });
     if (upstream) tap = await startTap(o.tap ?? true, upstream, facts.ramBytes);
-    const regions =
-      found && 'pid' in found ? await qmpRegionPlan(found.pid, source, facts.ramBytes) : undefined;
+    // Said once both monitors answered, so a refusal before that stays the only line on stderr.
+    const regions = found && 'pid' in found ? await qmpRegionPlan(found.pid, source, facts.ramBytes) : found;
     if (regions && !regions.sampler) warn(regions);
     await steer(
       o,
@@ -178,6 +179,7 @@ async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<voi
           migrateUri: tap?.uri ?? o.uri,
           regionSource: tap,
           regionSampler: regions?.sampler,
+          regionsUnavailable: regions?.sampler ? undefined : regions?.note,
           incomingUri: o.incoming,
           ...sessionFromFlags(flags, deadline.ms),
           // In post-copy the guest must run on the destination: one started with -S (as the README
