@@ -6,6 +6,7 @@ import {
   worstExitCode,
   type QmpEvacuee,
   type QueueRun,
+  type QueueSlot,
 } from '../migration/evacuate.js';
 import type { MigrationResult } from '../migration/session.js';
 import { resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
@@ -352,34 +353,49 @@ export function makespanLine(r: EvacuationReport): string {
   return `${r.strategy}${r.chosen ? ` (${r.chosen})` : ''}, ${r.concurrency} at a time: makespan ${sec(r.makespanMs)} s${pred}`;
 }
 
+/**
+ * One VM's row: its slot's times, exit code and planned cap, then either what its migration did
+ * (`done`) or why there is none (not started: interrupted before its turn; or an error).
+ */
+export function evacuatedRow(
+  schedule: Schedule,
+  run: QueueRun<unknown>,
+  i: number,
+  vm: string,
+  slot: QueueSlot<{ migration: MigrationResult; verified?: boolean }>,
+  done: Partial<EvacuatedVm> | undefined,
+): EvacuatedVm {
+  const cap = schedule.capsBps.get(vm);
+  const base = { vm, ...slotTimes(run, i), exitCode: slotExitCode(slot), ...(cap ? { capBps: cap } : {}) };
+  if (!done)
+    return {
+      ...base,
+      outcome: slot.startedAt === undefined ? 'not started' : 'error',
+      reason: slot.error?.message ?? 'interrupted before its turn; the source runs on',
+    };
+  return { ...base, ...done } as EvacuatedVm;
+}
+
 /** The report of an evacuation run through the QMP driver (`kvmigrate evacuate`). */
 export function qmpReport(
   schedule: Schedule,
   vms: readonly QmpEvacuee[],
   run: QueueRun<{ migration: MigrationResult }>,
 ): EvacuationReport {
-  const rows = vms.map((vm, i): EvacuatedVm => {
-    const slot = run.slots[i]!;
-    const m = slot.result?.migration;
-    const cap = schedule.capsBps.get(vm.name);
-    const base = {
-      vm: vm.name,
-      ...slotTimes(run, i),
-      exitCode: slotExitCode(slot),
-      ...(cap ? { capBps: cap } : {}),
-    };
-    if (!m)
-      return {
-        ...base,
-        outcome: slot.startedAt === undefined ? 'not started' : 'error',
-        reason: slot.error?.message ?? 'interrupted before its turn; the source runs on',
-      };
-    return {
-      ...base,
-      ...migrationFields(m, slot.startedAt!),
-      stallMs: m.qemuDowntimeMs,
-      stallSource: 'qemu downtime',
-    };
+  const rows = vms.map((vm, i) => {
+    const m = run.slots[i]!.result?.migration;
+    return evacuatedRow(
+      schedule,
+      run,
+      i,
+      vm.name,
+      run.slots[i]!,
+      m && {
+        ...migrationFields(m, run.slots[i]!.startedAt!),
+        stallMs: m.qemuDowntimeMs,
+        stallSource: 'qemu downtime',
+      },
+    );
   });
   return finishReport(schedule, makespanMs(run), rows);
 }

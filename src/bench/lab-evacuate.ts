@@ -3,19 +3,18 @@ import { leaksOf } from '../lab/clean.js';
 import { BASELINE_MS, Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { formatLink, type LinkSpec } from '../lab/link.js';
 import { SharedLabLink } from '../lab/shared-link.js';
-import { runQueue, slotExitCode } from '../migration/evacuate.js';
+import { runQueue } from '../migration/evacuate.js';
 import { formatLabWorkload, type LabWorkloadSpec } from '../util/specs.js';
 import { LabError } from '../util/errors.js';
 import {
   finishReport,
   makespanMs,
+  evacuatedRow,
   migrationFields,
   parsePlan,
   policyOf,
   scheduleFor,
-  slotTimes,
   type EvacStrategy,
-  type EvacuatedVm,
   type EvacuationPlan,
   type EvacuationReport,
 } from './evacuate.js';
@@ -151,31 +150,23 @@ export async function labEvacuation(
       },
       { signal: o.signal, onAllOver: () => allOver() },
     );
-    const rows = tasks.map(({ name }, i): EvacuatedVm => {
+    const rows = tasks.map(({ name }, i) => {
       const slot = run.slots[i]!;
       const r = slot.result;
-      const cap = schedule.capsBps.get(name);
-      const base = {
-        vm: name,
-        ...slotTimes(run, i),
-        exitCode: slotExitCode(
-          r ? { ...slot, result: { migration: r.migration, verified: r.success } } : slot,
-        ),
-        ...(cap ? { capBps: cap } : {}),
-      };
-      if (!r)
-        return {
-          ...base,
-          outcome: slot.startedAt === undefined ? 'not started' : 'error',
-          reason: slot.error?.message ?? 'interrupted before its turn; the source runs on',
-        };
-      return {
-        ...base,
-        ...migrationFields(r.migration, slot.startedAt!),
-        stallMs: r.guestDowntimeMs,
-        stallSource: 'guest heartbeat',
-        verified: r.migration.outcome === 'completed' ? r.success : undefined,
-      };
+      const verifiedSlot = r ? { ...slot, result: { migration: r.migration, verified: r.success } } : slot;
+      return evacuatedRow(
+        schedule,
+        run,
+        i,
+        name,
+        verifiedSlot,
+        r && {
+          ...migrationFields(r.migration, slot.startedAt!),
+          stallMs: r.guestDowntimeMs,
+          stallSource: 'guest heartbeat',
+          verified: r.migration.outcome === 'completed' ? r.success : undefined,
+        },
+      );
     });
     report = {
       ...finishReport(schedule, makespanMs(run), rows),
