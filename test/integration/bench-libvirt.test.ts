@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { leaksOf } from '../../src/lab/clean.js';
 import { readResults } from '../../src/bench/results.js';
+import { kvmigrateChild } from '../support/cli.js';
 
 // `kvmigrate bench --driver …` on the real lab: the lab guest as a domain on a real libvirt 11
 // pair (started once per bench), migrated through libvirt, every completed run verified byte for
@@ -14,23 +14,8 @@ const out = mkdtempSync(path.join(os.tmpdir(), 'kvm-bench-libvirt-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
 /** `kvmigrate …` as a child; `interruptWhen` sends SIGINT `afterMs` after stderr matches it. */
-function kvmigrate(args: string[], interruptWhen?: RegExp, afterMs = 0) {
-  const child = spawn(process.execPath, ['bin/kvmigrate.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  let interruptedAt: number | undefined;
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-    if (interruptWhen?.test(stderr) && interruptedAt === undefined) {
-      interruptedAt = performance.now();
-      setTimeout(() => child.kill('SIGINT'), afterMs);
-    }
-  });
-  return new Promise<{ code: number | null; stdout: string; stderr: string; interrupted: boolean }>((r) =>
-    child.once('exit', (code) => r({ code, stdout, stderr, interrupted: interruptedAt !== undefined })),
-  );
-}
+const kvmigrate = (args: string[], interruptWhen?: RegExp, afterMs = 0) =>
+  kvmigrateChild(args, { interruptWhen, afterMs }).exited;
 
 /** The pair the bench started, from its log line: `libvirt pair <id>: daemons <pid>/<pid> up in …`. */
 function pairOf(stderr: string): { id: string; pids: number[] } {

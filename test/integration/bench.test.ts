@@ -6,14 +6,12 @@ import { chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readResults, ResultsSchema } from '../../src/bench/results.js';
 import { summarize } from '../../src/bench/summary.js';
+import { kvmigrateSync } from '../support/cli.js';
 
 const out = mkdtempSync(path.join(os.tmpdir(), 'kvm-bench-'));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
-function kvmigrate(args: string[]) {
-  const r = spawnSync('node', ['bin/kvmigrate.js', ...args], { encoding: 'utf8', timeout: 900_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
-}
+const kvmigrate = (args: string[]) => kvmigrateSync(args, { timeoutMs: 900_000 });
 
 describe('kvmigrate bench --quick, end to end', () => {
   it('runs a mini-matrix and writes results that parse and reports that render', async () => {

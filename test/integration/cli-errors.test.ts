@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,15 +9,9 @@ import { findLeftovers } from '../../src/lab/clean.js';
 import { LAB_PREFIX } from '../../src/lab/link.js';
 import { EXIT } from '../../src/util/errors.js';
 import { qemuRateForWireCap } from '../../src/cli/rate.js';
+import { kvmigrateSync } from '../support/cli.js';
 
-function kvmigrate(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync('node', ['bin/kvmigrate.js', ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-    timeout: 120_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
-}
+const kvmigrate = (args: string[], env: Record<string, string> = {}) => kvmigrateSync(args, { env });
 
 /** One clear line on stderr, no stack trace, a non-zero exit. */
 function expectOneLineError(r: ReturnType<typeof kvmigrate>, pattern: RegExp) {

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,15 +10,13 @@ import { parseLink } from '../../src/lab/link.js';
 import { SharedLabLink } from '../../src/lab/shared-link.js';
 import { parseLabWorkload } from '../../src/util/specs.js';
 import { EXIT } from '../../src/util/errors.js';
+import { kvmigrateSync } from '../support/cli.js';
 
 const gbit = parseLink('1gbit');
 const dir = mkdtempSync(path.join(tmpdir(), 'evac-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function kvmigrate(args: string[]) {
-  const r = spawnSync('node', ['bin/kvmigrate.js', ...args], { encoding: 'utf8', timeout: 60_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
-}
+const kvmigrate = (args: string[]) => kvmigrateSync(args, { timeoutMs: 60_000 });
 
 describe('lab evacuation: three pairs over one shared emulated link', () => {
   it('two at a time: all complete, each verified byte for byte, never more than two at once, nothing left behind', async () => {

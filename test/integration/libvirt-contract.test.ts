@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import { LibvirtClient, UNLIMITED_SPEED_MIBPS } from '../../src/libvirt/index.js
 import { controlRequest } from '../../src/migration/control-socket.js';
 import { EXIT } from '../../src/util/errors.js';
 import { pairPerFile } from './libvirt-helpers.js';
+import { kvmigrateChild } from '../support/cli.js';
 
 // `kvmigrate migrate --libvirt` with the operator contract of the QMP path, on a real libvirt 11
 // pair: --bandwidth through virDomainMigrateSetMaxSpeed (85% of the wire cap, as QMP), the
@@ -29,17 +29,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function kvmigrate(args: string[]) {
-  const child = spawn(process.execPath, ['bin/kvmigrate.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((r) =>
-    child.once('exit', (code) => r({ code, stdout, stderr })),
-  );
-  return { child, exited };
-}
+const kvmigrate = (args: string[]) => kvmigrateChild(args);
 
 /** 400 Mbit/s on the wire: QEMU is given 85% of it, in libvirt's whole MiB/s. */
 const CAP_MIBPS = Math.floor(Math.floor((400e6 / 8) * 0.85) / 2 ** 20);

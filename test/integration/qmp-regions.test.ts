@@ -1,26 +1,17 @@
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { parseLink } from '../../src/lab/link.js';
 import { parseWorkload } from '../../src/lab/workload.js';
 import type { MigrationResult } from '../../src/migration/session.js';
 import { EXIT } from '../../src/util/errors.js';
 import { expectOneGuestRuns, withLab } from './helpers.js';
+import { kvmigrateChild } from '../support/cli.js';
 
 // mp outside the lab (issue 17 item 5): `kvmigrate migrate` on two QEMUs' unix QMP sockets finds
 // the source QEMU as the process listening on its socket (QEMU runs in the lab's network
 // namespace, kvmigrate outside it) and samples its guest RAM, so mp classifies on region sets
 // instead of running as frs. No --tap, nothing told but the socket paths.
 
-function kvmigrate(args: string[]) {
-  const child = spawn(process.execPath, ['bin/kvmigrate.js', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((r) =>
-    child.once('exit', (code) => r({ code, stdout, stderr })),
-  );
-}
+const kvmigrate = (args: string[]) => kvmigrateChild(args).exited;
 
 describe('migrate on unix QMP sockets: region sets from the source QEMU found behind its socket', () => {
   it('mp classifies on sampled regions (not its FRS fallback) and completes', async () => {

@@ -1,17 +1,14 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readTrace, traceClasses } from '../../src/sim/trace.js';
+import { kvmigrateSync } from '../support/cli.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'kvm-record-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function kvmigrate(args: string[]) {
-  const r = spawnSync('node', ['bin/kvmigrate.js', ...args], { encoding: 'utf8', timeout: 120_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr.trim() };
-}
+const kvmigrate = (args: string[]) => kvmigrateSync(args);
 
 describe('kvmigrate record → sim --trace', () => {
   it('records a real guest into a valid trace that the simulator replays', () => {
