@@ -40,12 +40,12 @@ async function inspect(qmp: QmpClient | undefined, unreachable?: Side['unreachab
   }
 }
 
-async function waitWhile(source: QmpClient | undefined, still: (s: Side) => boolean, waitMs: number) {
+async function waitWhile(qmp: QmpClient | undefined, still: (s: Side) => boolean, waitMs: number) {
   const deadline = performance.now() + waitMs;
-  let side = await inspect(source);
+  let side = await inspect(qmp);
   while (still(side) && performance.now() < deadline) {
     await sleep(100);
-    side = await inspect(source);
+    side = await inspect(qmp);
   }
   return side;
 }
@@ -89,6 +89,13 @@ export async function recoverMigration(
     src = await waitWhile(source, (s) => isPostcopyStatus(s.migration), waitMs);
   }
   if (destination || opts.destinationUnreachable) dst = await inspect(destination, dst.unreachable);
+  // The source sent everything (it completed, e.g. the controller died right after forcing the
+  // switchover) while the destination still loads it: its verdict is coming, so wait for it
+  // rather than leave both paused.
+  if (src.migration === 'completed' && dst.migration && !TERMINAL_STATUSES.has(dst.migration)) {
+    did.push('waited for the destination to load what the source sent');
+    dst = await waitWhile(destination, (d) => !!d.migration && !TERMINAL_STATUSES.has(d.migration), waitMs);
+  }
   const ending = resolveEnding({
     sourceStatus: src.migration ?? 'unknown',
     sourceRunState: src.runState,

@@ -324,6 +324,27 @@ describe('recover obeys the same rules', () => {
     expect(source.commands()).not.toContain('migrate_cancel');
   });
 
+  it('source completed, destination still loading → waits for its verdict, then resumes the destination', async () => {
+    // The controller died right after forcing the switchover: QEMU finished the stop-and-copy on
+    // its own and the destination (started with -S) is still loading what it received.
+    let polls = 0;
+    const { source, destination, s, d } = await pair(
+      () => undefined,
+      (cmd, _a, q) => {
+        if (cmd !== 'query-migrate') return undefined;
+        if (++polls < 4) return { return: { status: 'active' } };
+        q.state.runState = 'paused';
+        return { return: { status: 'completed' } };
+      },
+      { runState: 'postmigrate', migration: { status: 'completed' } },
+    );
+    const r = await recoverMigration(s, d, { waitMs: 5000 });
+    expect(r.did).toMatch(/waited for the destination/);
+    expect(r.running).toBe('destination');
+    expect(destination.commands()).toContain('cont');
+    expect(source.commands()).not.toContain('cont');
+  });
+
   it('pre-copy under way → cancelled, the source runs', async () => {
     const { source, s, d } = await pair(
       () => undefined,
