@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Decision, Progress, SessionOptions } from '../migration/session.js';
@@ -56,16 +57,24 @@ const memoryIntensive: LabOptions = {
   link: parseLink('1gbit'),
 };
 
-/** A session hook that injects the fault once, the first time `when` holds; `fired` says whether it did. */
-type Trigger<T> = ((x: T) => void) & { fired: boolean };
+/**
+ * A session hook that injects the fault once, the first time `when` holds; `fired` says whether
+ * the injection completed (the kill sent, the link cut or reshaped), not only whether it began.
+ */
+type Trigger<T> = ((x: T) => void) & { began: boolean; fired: boolean };
 const once = <T>(when: (x: T) => boolean, act: () => unknown): Trigger<T> => {
   const trigger = Object.assign(
     (x: T) => {
-      if (trigger.fired || !when(x)) return;
-      trigger.fired = true;
-      void act();
+      if (trigger.began || !when(x)) return;
+      trigger.began = true;
+      void Promise.resolve()
+        .then(act)
+        .then(
+          () => (trigger.fired = true),
+          () => undefined,
+        );
     },
-    { fired: false },
+    { began: false, fired: false },
   );
   return trigger;
 };
@@ -211,7 +220,10 @@ export const FAULT_CASES: FaultCase[] = [
       // QEMU answers no QMP during stop-and-copy (big lock): time it from our decision instead.
       onDecision: once<Decision>(
         (d) => d.action.kind === 'switchover',
-        () => setTimeout(() => lab.destination.kill('SIGKILL'), 400),
+        async () => {
+          await sleep(400);
+          lab.destination.kill('SIGKILL');
+        },
       ),
     }),
     { pass: 2 },
@@ -223,7 +235,10 @@ export const FAULT_CASES: FaultCase[] = [
     (lab) => ({
       onDecision: once<Decision>(
         (d) => d.action.kind === 'postcopy',
-        () => setTimeout(() => lab.destination.kill('SIGKILL'), 300),
+        async () => {
+          await sleep(300);
+          lab.destination.kill('SIGKILL');
+        },
       ),
     }),
     { pass: 1 },
@@ -237,11 +252,12 @@ export const FAULT_CASES: FaultCase[] = [
       postcopyRecovery: { stallMs: 1000 },
       onDecision: once<Decision>(
         (d) => d.action.kind === 'postcopy',
-        () =>
-          setTimeout(async () => {
-            await lab.link!.cut();
-            setTimeout(() => void lab.link!.restore(), 3000);
-          }, 300),
+        async () => {
+          await sleep(300);
+          await lab.link!.cut();
+          // The restore runs on its own: the fault is the cut.
+          setTimeout(() => void lab.link!.restore(), 3000);
+        },
       ),
     }),
     { pass: 1 },
