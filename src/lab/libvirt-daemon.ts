@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import {
   existsSync,
@@ -11,6 +11,7 @@ import {
 } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { LibvirtClient } from '../libvirt/index.js';
 import { LabError } from '../util/errors.js';
 
@@ -23,12 +24,16 @@ export const LIBVIRT_DIRS = {
   cache: '/var/cache/libvirt',
 } as const;
 
-/** qemu.conf for TCG test domains (see shared/design/qemu-facts.md, libvirt section). */
+/**
+ * qemu.conf for TCG test domains (see shared/design/qemu-facts.md, libvirt section). No seccomp
+ * sandbox: the QMP lab's QEMU runs without one, and the two labs should run the same VM.
+ */
 const QEMU_CONF = `# kvmigrate lab: TCG guests run as root without confinement or cgroups
 user = "root"
 group = "root"
 security_driver = "none"
 cgroup_controllers = [ ]
+seccomp_sandbox = 0
 stdio_handler = "file"
 dynamic_ownership = 0
 remember_owner = 0
@@ -129,6 +134,27 @@ export class LabDaemon {
           `libvirtd ${this.spec.name} did not come up in ${timeoutMs / 1000} s: ${this.logTail()}`,
         );
       await sleep(50);
+    }
+  }
+
+  /**
+   * Makes the daemon probe QEMU now (`virsh domcapabilities`, which fills its capability cache)
+   * instead of at its first domain start. A new daemon probes the binary on first use (~3–5 s of
+   * several QEMU processes on this host); on the destination that first use is the Prepare phase
+   * of the first migration, whose window and CPU the probe would share with the guest. Returns
+   * the time taken, ms; a failure is left to the first domain start to report.
+   */
+  async probeQemu(emulator: string): Promise<number | undefined> {
+    const t0 = performance.now();
+    try {
+      await promisify(execFile)(
+        'virsh',
+        ['-q', '-c', this.uri, 'domcapabilities', '--virttype', 'qemu', '--emulatorbin', emulator],
+        { timeout: 60_000 },
+      );
+      return performance.now() - t0;
+    } catch {
+      return undefined;
     }
   }
 

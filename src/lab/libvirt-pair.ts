@@ -7,7 +7,7 @@ import { LibvirtClient } from '../libvirt/index.js';
 import { LabError } from '../util/errors.js';
 import { buildGuestImage, defaultCacheDir } from './image.js';
 import { LabDaemon } from './libvirt-daemon.js';
-import { labDomainXml, serialSocketInside } from './libvirt-guest.js';
+import { LAB_EMULATOR, labDomainXml, serialSocketInside } from './libvirt-guest.js';
 import { GuestRamFile, compareRamFiles } from './libvirt-ram.js';
 import { EmulatedLink, LAB_PREFIX, labIdPrefix, type LinkSpec } from './link.js';
 import type { RamComparison } from './ram-compare.js';
@@ -67,8 +67,11 @@ export class LibvirtPair {
         () => source.stop(),
         () => destination.stop(),
       );
+      // Both probe QEMU now, not the destination during the first migration's Prepare phase.
+      const probed = await Promise.all([source, destination].map((d) => d.probeQemu(LAB_EMULATOR)));
       pair.log(
-        `libvirt pair ${id}: daemons ${source.pid}/${destination.pid} up in ${Math.round(performance.now() - t0)} ms`,
+        `libvirt pair ${id}: daemons ${source.pid}/${destination.pid} up in ${Math.round(performance.now() - t0)} ms` +
+          (probed.every((ms) => ms !== undefined) ? '' : ' (QEMU not probed ahead: on first use)'),
       );
       return pair;
     } catch (err) {
