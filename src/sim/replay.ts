@@ -15,6 +15,9 @@ export interface RecordedRun {
   outcome: string;
 }
 
+/** How long a pass must last for the controller to see it alone: event → query-migrate, ms. */
+const EVENT_ROUND_TRIP_MS = 10;
+
 /**
  * Replays a recorded run's passes through the controller core: `query-migrate` samples rebuilt
  * from the pass records (one at every pass end, and polls every `pollMs` in between with the
@@ -62,9 +65,11 @@ export function replayRun(run: RecordedRun, pollMs = 50): Decision[] {
       const share = (t - p.startMs) / (p.endMs - p.startMs);
       sample(t, share, p.pass, p.remainingAtStartBytes * (1 - share) + p.dirtyAtEndBytes * share);
     }
-    // QEMU's millisecond re-syncs come faster than the controller polls: it sees them with the next sync.
+    // The controller wakes on QEMU's MIGRATION_PASS event and asks at once, so it sees a pass that
+    // lasts longer than that round trip (a 47 ms check pass was seen live); QEMU's millisecond
+    // re-syncs come faster and are seen with the next sync.
     const next = passes[i + 1];
-    const seenAlone = next === undefined || next.endMs - next.startMs >= pollMs;
+    const seenAlone = next === undefined || next.endMs - next.startMs >= EVENT_ROUND_TRIP_MS;
     // The final pass is closed by the end of the migration, not by a sync the controller saw.
     if (!last && seenAlone) sample(p.endMs, 1, p.pass + 1, p.dirtyAtEndBytes);
     else if (last) sample(p.endMs, 1, p.pass, 0, run.outcome === 'completed' ? 'completed' : 'cancelled');
