@@ -538,22 +538,21 @@ describe('migrate flags are checked together, before anything is touched (exit 2
     expect(src.connections + dst.connections).toBe(0);
   });
 
-  it('--policy mp without a region source says it runs as frs', async () => {
-    const r = await kvmigrateAsync([
-      'migrate',
-      '--src',
-      '/nonexistent/s.qmp',
-      '--dst',
-      '/nonexistent/d.qmp',
-      '--uri',
-      'tcp:127.0.0.1:1',
-      '--policy',
-      'mp',
-    ]);
-    expect(r.stderr.split('\n')[0]).toMatch(
-      /^kvmigrate: policy mp wants per-region dirty sets.*mp runs as frs/,
-    );
-    expect(r.code, r.stderr).toBe(EXIT.usage);
+  it('--policy mp without a region source says it runs as frs, once both monitors answer', async () => {
+    // Refused before connecting: the refusal is the only line (no region warning before it).
+    const refused = await kvmigrateAsync([
+      'migrate', '--src', '/nonexistent/s.qmp', '--dst', '/nonexistent/d.qmp',
+      '--uri', 'tcp:127.0.0.1:1', '--policy', 'mp',
+    ]); // prettier-ignore
+    expectOneLineError(refused, /nonexistent\/s\.qmp/);
+    expect(refused.code, refused.stderr).toBe(EXIT.usage);
+    // The peers answer, but the process behind the source socket is no QEMU (this test's fake):
+    // no region sets, said once, and mp runs as frs.
+    const src = await fakeQemu(sourceScript('complete', 512 * 2 ** 20));
+    const dst = await fakeQemu(destinationScript(512 * 2 ** 20));
+    const r = await kvmigrateAsync(migrateArgs(src, dst, '--policy', 'mp'));
+    expect(r.stderr).toMatch(/kvmigrate: policy mp wants per-region dirty sets.*mp runs as frs/);
+    expect(r.stderr.match(/wants per-region dirty sets/g)).toHaveLength(1);
   });
 
   it('the default deadline scales with RAM and bandwidth; per GiB and --deadline override it', async () => {
