@@ -108,4 +108,29 @@ describe('migrate --libvirt: the operator contract of the QMP path', () => {
       await guest.close();
     }
   });
+
+  it('mp with --tap: the source QEMU sends through the relay on this host, which reads exact region sets', async () => {
+    const guest = await pair.startGuest({ workload: parseWorkload('random:200'), ramMiB: 512 });
+    try {
+      const r = await kvmigrate([
+        'migrate', '--libvirt', pair.source.uri, '--domain', guest.name, '--to', pair.destination.uri,
+        '--migrate-uri', pair.migrateUri, '--listen-address', pair.listenAddress, '--policy', 'mp',
+        '--tap', '--no-control-socket', '--json',
+      ]).exited; // prettier-ignore
+      expect(r.code, r.stderr).toBe(EXIT.ok);
+      const result = JSON.parse(r.stdout) as MigrationResult;
+      expect(result).toMatchObject({ outcome: 'completed', guestRunsOn: 'destination', regionSource: 'tap' });
+      expect(result.decisions.some((d) => d.action.reason.startsWith('mp[tap]'))).toBe(true);
+      expect(await dst.domainState(guest.name)).toMatchObject({ state: 'running' });
+      // attach cannot relay a migration it did not start: one line, nothing touched.
+      const refused = await kvmigrate([
+        'attach', '--libvirt', pair.source.uri, '--domain', guest.name, '--policy', 'mp', '--tap',
+      ]).exited; // prettier-ignore
+      expect(refused.code).not.toBe(EXIT.ok);
+    } finally {
+      await dst.destroyDomain(guest.name).catch(() => undefined);
+      await src.destroyDomain(guest.name).catch(() => undefined);
+      await guest.close();
+    }
+  });
 });

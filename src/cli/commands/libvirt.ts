@@ -15,6 +15,8 @@ import {
 } from '../region-sources.js';
 import { RunOutputs, runOutputOptions } from '../run-outputs.js';
 import { announce, steer, steerOptions, type SteerValues } from '../steer.js';
+import { startTap, tapUpstream } from '../tap.js';
+import type { MigrationTap } from '../../tap/index.js';
 
 /** The flags of `migrate --libvirt` and `attach`, as commander hands them over. */
 interface LibvirtFlags extends SteerValues, RegionFlags {
@@ -26,6 +28,26 @@ interface LibvirtFlags extends SteerValues, RegionFlags {
   events?: string;
   metrics?: string;
   metricsLinger?: string;
+  tap?: string | boolean;
+}
+
+/**
+ * `--tap` under libvirt: libvirt gives the destination QEMU and the source QEMU one migration URI
+ * (the destination listens at --listen-address on its port, the source connects to its host), so
+ * the relay listens on this host's loopback at that same port and passes the stream on to
+ * HOST:PORT. Only for a migration kvmigrate starts.
+ */
+function libvirtTapUpstream(o: LibvirtFlags, start: boolean) {
+  if (!start) throw new UsageError('--tap relays a migration kvmigrate starts: not with attach');
+  if (typeof o.tap === 'string')
+    throw new UsageError(
+      "--tap takes no address under libvirt: the relay listens on 127.0.0.1 at --migrate-uri's port",
+    );
+  if (!o.migrateUri || !o.listenAddress)
+    throw new UsageError(
+      '--tap under libvirt needs --migrate-uri tcp:HOST:PORT and --listen-address HOST (the destination listens there; the source QEMU is pointed at the relay on this host)',
+    );
+  return tapUpstream(o.migrateUri.replace(/^tcp:\/\//, 'tcp:'));
 }
 
 /**
@@ -46,6 +68,7 @@ export async function steerLibvirt(
     throw new UsageError('migrate --libvirt needs --to DEST_URI (the destination libvirt URI)');
   const flags = checkMigrationFlags(o as never, policyGiven);
   checkRegionFlags(o);
+  const upstream = o.tap ? libvirtTapUpstream(o, start) : undefined;
   const outputs = await RunOutputs.open(o, {
     policy: flags.policy.policy.name,
     source: `${o.libvirt} domain ${domain}`,
@@ -55,6 +78,7 @@ export async function steerLibvirt(
   announce(o, outputs);
   let source: LibvirtClient | undefined;
   let destination: LibvirtClient | undefined;
+  let tap: MigrationTap | undefined;
   try {
     source = await LibvirtClient.open(o.libvirt);
     destination = o.to ? await LibvirtClient.open(o.to).catch(() => undefined) : undefined;
@@ -69,7 +93,14 @@ export async function steerLibvirt(
       bandwidthBps:
         flags.maxBandwidthBps ?? (speed && speed < UNLIMITED_SPEED_MIBPS ? speed * 2 ** 20 : undefined),
     });
-    const regions = wantsRegions(flags) ? await libvirtRegionPlan(o, src, domain) : undefined;
+    // With the tap, the source QEMU sends to the relay on this host, which passes the stream on
+    // to where the destination listens and reads exact region sets from it.
+    if (upstream) tap = await startTap(`127.0.0.1:${upstream.upstreamPort}`, upstream, ramBytes ?? 0);
+    const regions = tap
+      ? undefined
+      : wantsRegions(flags)
+        ? await libvirtRegionPlan(o, src, domain)
+        : undefined;
     await steer(
       o,
       outputs,
@@ -88,12 +119,12 @@ export async function steerLibvirt(
           start: start
             ? {
                 destUri: o.to!,
-                migrateUri: o.migrateUri?.replace(/^tcp:(?!\/\/)/, 'tcp://'),
+                migrateUri: (tap?.uri ?? o.migrateUri)?.replace(/^tcp:(?!\/\/)/, 'tcp://'),
                 listenAddress: o.listenAddress,
               }
             : undefined,
           ...sessionFromFlags(flags, deadline.ms),
-          regionSampler: regions?.sampler,
+          regionSampler: tap ? async () => tap! : regions?.sampler,
           regionsUnavailable: regions?.sampler ? undefined : regions?.note,
           ...hooks,
         }),
@@ -103,6 +134,7 @@ export async function steerLibvirt(
     throw err;
   } finally {
     await outputs.close();
+    await tap?.close();
     await source?.close();
     await destination?.close();
   }

@@ -20,14 +20,10 @@ import {
 } from '../region-sources.js';
 import { RunOutputs, runOutputOptions } from '../run-outputs.js';
 import { announce, steer, steerOptions, type SteerValues } from '../steer.js';
+import { startTap, tapUpstream } from '../tap.js';
 import { steerLibvirt } from './libvirt.js';
 
 /** `--tap` relays to where `--uri` points. */
-function tapUpstream(uri: string): { upstreamHost: string; upstreamPort: number } {
-  const m = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(uri);
-  if (!m) throw new UsageError(`--tap needs a tcp:HOST:PORT --uri, not '${uri}'`);
-  return { upstreamHost: m[1]!.replace(/^\[|\]$/g, ''), upstreamPort: Number(m[2]) };
-}
 
 /**
  * Exit code of a migration's result, from where the guest runs: 0 completed and running on the
@@ -197,13 +193,4 @@ async function migrateQmp(o: QmpMigrateValues, flags: MigrateFlags): Promise<voi
     source.close();
     destination.close();
   }
-}
-
-async function startTap(
-  at: string | true,
-  upstream: ReturnType<typeof tapUpstream>,
-  ramBytes: number,
-): Promise<MigrationTap> {
-  const [listenHost, listenPort] = typeof at === 'string' ? at.split(':') : ['127.0.0.1', '0'];
-  return MigrationTap.start({ ...upstream, listenHost, listenPort: Number(listenPort), ramBytes });
 }
