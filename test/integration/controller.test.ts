@@ -160,7 +160,8 @@ describe('signals never leave a guest paused', () => {
       expect(r.status).toBe(0);
       const report = JSON.parse(r.stdout) as { running: 'source' | 'destination' };
       await lab.source.reconnectQmp();
-      if (lab.destination.alive) await lab.destination.reconnectQmp();
+      // A destination whose incoming migration was cancelled exits on its own: it may be going.
+      if (lab.destination.alive) await lab.destination.reconnectQmp().catch(() => undefined);
       await expectOneGuestRuns(lab, report.running);
     });
   });
