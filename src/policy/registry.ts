@@ -78,7 +78,9 @@ export function resolvePolicy(name: string, options: Record<string, unknown> = {
     const what =
       issue.code === 'unrecognized_keys'
         ? `unknown option ${issue.keys.join(', ')}`
-        : `${key}: ${issue.message}`;
+        : key && options[key] === undefined
+          ? `it needs option ${key} (--policy-opt ${key}=…; \`kvmigrate policies ${name}\` lists them)`
+          : `${key}: ${issue.message}`;
     throw new PolicyConfigError(`bad option for policy ${name}: ${what}`);
   }
   return { policy, config: parsed.data };

@@ -30,6 +30,10 @@ describe('policy registry', () => {
       /bad option for policy switch-at-pass: pass:/,
     );
     expect(() => resolvePolicy('switch-at-pass', { pass: 2, x: 1 })).toThrow(/unknown option x/);
+    // A required option left out says which, and how to give it (not "received NaN").
+    expect(() => resolvePolicy('switch-at-pass')).toThrow(
+      /bad option for policy switch-at-pass: it needs option pass \(--policy-opt pass=…/,
+    );
     expect(() => resolvePolicy('stock', { pass: 2 })).toThrow(/unknown option pass/);
     expect(() => parsePolicyOptions(['nokey'])).toThrow(/use key=value/);
   });
