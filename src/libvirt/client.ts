@@ -104,6 +104,8 @@ export interface MigrationHandle {
  */
 export class LibvirtClient extends EventEmitter {
   private readonly domains = new Map<string, DomainRef>();
+  /** Domains whose migration this client asked libvirt to abort (see startMigration's outcome). */
+  private readonly abortsSent = new Set<string>();
 
   private constructor(
     private readonly rpc: RpcConnection,
@@ -222,6 +224,7 @@ export class LibvirtClient extends EventEmitter {
     writeDomain(args, dom).optString(destUri).params(migrationParams(opts)).opaque(Buffer.alloc(0));
     args.uint(migrationFlags(opts));
     const startedAt = performance.now();
+    this.abortsSent.delete(name);
     let final: MigrationInfo | undefined;
     const onCompleted = (e: LibvirtEvent) => {
       if (e.kind === 'job-completed' && e.domain === name) final = e.info;
@@ -237,14 +240,25 @@ export class LibvirtClient extends EventEmitter {
         await waitFor(() => final !== undefined, 500);
         const e = this.mapError(err, name);
         const cancelled = e.libvirtCode === ERR.operationAborted || /cancel|abort/i.test(e.message);
+        // QEMU 10 may fail the cancelled stream with "Channel error: Input/output error" before it
+        // reports 'cancelled', and libvirt passes that on: a job we aborted ended because we did.
+        const abortedByUs = this.abortsSent.has(name);
         return {
-          outcome: e instanceof LibvirtUnreachableError ? 'unknown' : cancelled ? 'cancelled' : 'failed',
-          error: e.message,
+          outcome:
+            e instanceof LibvirtUnreachableError
+              ? 'unknown'
+              : cancelled || abortedByUs
+                ? 'cancelled'
+                : 'failed',
+          error: abortedByUs && !cancelled ? `aborted on request (libvirt: ${e.message})` : e.message,
           final,
           endedAt: performance.now(),
         };
       })
-      .finally(() => this.off('event', onCompleted));
+      .finally(() => {
+        this.off('event', onCompleted);
+        this.abortsSent.delete(name);
+      });
     return { domain: name, startedAt, done };
   }
 
@@ -328,9 +342,14 @@ export class LibvirtClient extends EventEmitter {
 
   /** virDomainAbortJob: cancels a pre-copy migration, the source runs on. libvirt refuses during post-copy. */
   async abortJob(name: string): Promise<void> {
+    // Marked before the call: libvirt may answer the migration call before this one.
+    this.abortsSent.add(name);
     await this.migrationAction(name, (dom) =>
       this.rpc.call(PROC.domainAbortJob, writeDomain(new XdrWriter(), dom)),
-    );
+    ).catch((err: unknown) => {
+      this.abortsSent.delete(name);
+      throw err;
+    });
   }
 
   /** Starts a transient domain from XML (the lab's guests). */
