@@ -115,6 +115,14 @@ export function progressiveFill(flows: { demand: number; path: SharedLink[] }[],
 
 /** Evacuates the fleet under a strategy. */
 export function evacuate(fleet: Fleet, strategy: Strategy): FleetResult {
+  return evacuateWithin(fleet, strategy, Infinity)!;
+}
+
+/**
+ * Evacuates the fleet under a strategy, giving up (undefined) once the evacuation has run past
+ * `untilMs` of simulated time: a plan that cannot beat one already found need not be finished.
+ */
+export function evacuateWithin(fleet: Fleet, strategy: Strategy, untilMs: number): FleetResult | undefined {
   const t0 = performance.now();
   const queue = strategy.order(fleet.vms).map((vm) => ({ vm, attempts: 0 }));
   const active: (Active & { attempts: number })[] = [];
@@ -141,6 +149,7 @@ export function evacuate(fleet: Fleet, strategy: Strategy): FleetResult {
       if (t >= a.sendingAt) a.run.step(rates[i]!);
     });
     t += FLEET_STEP_MS;
+    if (t > untilMs) return undefined;
     for (let i = active.length - 1; i >= 0; i--) {
       const a = active[i]!;
       if (!a.run.done) continue;

@@ -1,6 +1,7 @@
 import type { Fleet, FleetVm } from './fleet-spec.js';
 import {
   evacuate,
+  evacuateWithin,
   fixedConcurrency,
   FLEET_STEP_MS,
   predictor,
@@ -19,8 +20,11 @@ const SHARES = [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 16];
 /** A share that fits now is taken if it occupies at most this × the least link × time of the VM's options. */
 const AREA_SLACK = 2;
 /**
- * The calendar books up to this share of a link: QEMU lifts max-bandwidth for the stop-and-copy, so
- * a migration switching over briefly takes more than its booking from the others.
+ * The calendar books up to this share of a link. Booked flat (each migration its max-bandwidth
+ * for its whole predicted run), the caps of the migrations sending at once never sum past the
+ * link, and max-min sharing then gives a migration in its stop-and-copy — which QEMU sends
+ * regardless of max-bandwidth (ram_save_complete: "flush all remaining blocks regardless of rate
+ * limiting") — at least its own cap: no reserve is needed for the switchover itself.
  */
 const HEADROOM = 1;
 /** Planned downtimes stay under this share of the SLO. */
@@ -53,8 +57,13 @@ export interface PlannerOptions {
    * not left for the end), `time` = longest predicted migration first (LPT). Default `area`.
    */
   order?: 'area' | 'time';
-  /** The share of each link the calendar books (default 0.95). */
+  /** The share of each link the calendar books (default HEADROOM). */
   headroom?: number;
+  /**
+   * What the calendar books for a migration: `flat` = its max-bandwidth for the whole predicted
+   * migration (default), `profile` = the bandwidth its solo prediction uses step by step.
+   */
+  booking?: 'flat' | 'profile';
   predict?: Predictor;
 }
 
@@ -130,15 +139,22 @@ class Calendar {
  * `sloMargin` of the SLO (or, if the full share cannot, no more than 10% over the full share's
  * downtime), ranked by the link × time they occupy.
  *
- * The planner keeps a calendar of each link's predicted use. A VM starts as soon as one of its
- * options' predicted use, from when it will begin to send (after the orchestrator's set-up time:
- * destinations are prepared while others send), fits under the link's capacity beside what the
- * admitted migrations will use — in their gaps too (one migration scanning zero pages leaves
- * the link to another) — taking the cheapest option that fits, backfilling past VMs that fit
- * nowhere yet. Its max-bandwidth is its share, so that, the predicted uses summing to no more
- * than the link, every migration runs as predicted alone: it keeps ahead of its dirty rate and
- * its QEMU's bandwidth estimate, and so its stop rule, holds. A migration that ends early gives
- * its booking back; one that runs past its prediction is counted at its share until it ends.
+ * The planner keeps a calendar of each link's bookings. A VM starts as soon as one of its options
+ * fits, from when it will begin to send (after the orchestrator's set-up time: destinations are
+ * prepared while others send) to its predicted end, under the link's capacity beside what the
+ * admitted migrations booked, taking the cheapest option that fits, backfilling past VMs that
+ * fit nowhere yet. Its max-bandwidth is its share. Booked `flat` (the default), a migration
+ * holds its share for its whole predicted run, so the caps of the migrations sending at once
+ * never sum past the link: each gets its cap (max-min fair), keeps ahead of its dirty rate as
+ * predicted, and its QEMU's bandwidth estimate, and so its stop rule, holds; one in its
+ * stop-and-copy (uncapped in QEMU) gets at least its cap, and takes more only from what the
+ * others leave. Booked by `profile` (the prediction's use step by step), others are packed into
+ * its gaps (zero-page scans, syncs): denser, but a migration that falls behind its prediction —
+ * squeezed by another's uncapped stop-and-copy — then overlaps the bookings made in those gaps,
+ * the caps sum past the link, and the squeeze spreads (on a 1,000-VM host, 57–100 SLO
+ * violations where 50 are unavoidable; flat: 50). A migration that ends early gives its booking
+ * back; one behind its prediction has its booking moved later; one past its predicted end is
+ * counted at its share until it ends.
  */
 export function plannerStrategy(
   fleet: Fleet,
@@ -148,6 +164,13 @@ export function plannerStrategy(
   const plan = planOptions(fleet, opts.sloMargin ?? SLO_MARGIN, opts.predict);
   const cap = streamCap(fleet);
   const calendar = new Calendar(opts.headroom ?? HEADROOM);
+  const flat = new WeakMap<PlanOption, Float32Array>();
+  const booking = (o: PlanOption): Float32Array => {
+    if (opts.booking === 'profile') return o.predicted.profile;
+    let f = flat.get(o);
+    if (!f) flat.set(o, (f = new Float32Array(o.predicted.profile.length).fill(o.bps)));
+    return f;
+  };
   const setupSteps = Math.ceil((fleet.spec.setupS * 1000) / FLEET_STEP_MS);
   /** What each admitted migration booked: its option and the step it begins to send. */
   const booked = new Map<FleetVm, { option: PlanOption; at: number }>();
@@ -177,7 +200,7 @@ export function plannerStrategy(
     // Migrations that ended give back what they booked from now on.
     for (const [vm, b] of booked)
       if (!running.has(vm)) {
-        calendar.book(vm.path, b.at, b.option.predicted.profile, -1, step);
+        calendar.book(vm.path, b.at, booking(b.option), -1, step);
         booked.delete(vm);
       }
     // A migration behind its prediction (squeezed for a moment, by another's stop-and-copy that
@@ -188,9 +211,9 @@ export function plannerStrategy(
       if (!b || step <= b.at) continue;
       const lag = step - b.at - progressStep(b.option.predicted, a.run.m.transferred);
       if (lag < 2) continue;
-      calendar.book(a.vm.path, b.at, b.option.predicted.profile, -1, step);
+      calendar.book(a.vm.path, b.at, booking(b.option), -1, step);
       b.at += lag;
-      calendar.book(a.vm.path, b.at, b.option.predicted.profile, 1, step);
+      calendar.book(a.vm.path, b.at, booking(b.option), 1, step);
     }
     const overrun = new Map<SharedLink, number>();
     for (const [vm, b] of booked)
@@ -221,16 +244,14 @@ export function plannerStrategy(
       const extra = Math.max(0, ...vm.path.map((l) => round.overrun.get(l) ?? 0));
       const options = plan.get(vm)!.options;
       const limit = AREA_SLACK * area(options[0]!);
-      let fit = options.find(
-        (o) => area(o) <= limit && calendar.fits(vm.path, at, o.predicted.profile, extra),
-      );
+      let fit = options.find((o) => area(o) <= limit && calendar.fits(vm.path, at, booking(o), extra));
       // With nothing running, the first VM always starts (its full share fits an idle link).
       if (!fit && active.length === 0) fit = [...options].sort((a, b) => b.bps - a.bps)[0]!;
       if (!fit) {
         round.full.add(k);
         return false;
       }
-      calendar.book(vm.path, at, fit.predicted.profile, 1);
+      calendar.book(vm.path, at, booking(fit), 1);
       booked.set(vm, { option: fit, at });
       round.n++;
       round.perHost.set(vm.host, (round.perHost.get(vm.host) ?? 0) + 1);
@@ -275,6 +296,8 @@ export function planOptions(
 export interface ChosenPlan {
   kind: 'calendar' | 'fixed';
   sloMargin?: number;
+  /** calendar: how it booked the link (planEvacuation books flat; see plannerStrategy). */
+  booking?: 'flat' | 'profile';
   /** fixed: `time` = longest predicted first, `queue` = the fleet's own order. */
   order?: 'area' | 'time' | 'queue';
   /** fixed: migrations at a time per host. */
@@ -282,8 +305,8 @@ export interface ChosenPlan {
 }
 
 /**
- * The planner checks its plans with the simulator and keeps the best: the calendar plan above in
- * both orders with an SLO margin of 90%, then 80% and 70% while more migrations break the SLO
+ * The planner checks its plans with the simulator and keeps the best: the calendar plan above
+ * (booked flat) in both orders with an SLO margin of 90%, then 80% and 70% while more migrations break the SLO
  * than break it alone on the full share (unavoidable); and, as a fallback the calendar must beat,
  * 2, 3 and 4 migrations at a time per host without caps, longest-first and in the fleet's own
  * order (where it finds nothing better, the planner is fixed concurrency, and says so). Best = fewest SLO
@@ -313,18 +336,25 @@ export function planEvacuation(fleet: Fleet): FleetResult & { chosen: ChosenPlan
         kind: 'calendar',
         sloMargin,
         order,
+        booking: 'flat',
       });
     if (pick().sloViolations <= unavoidable) break;
   }
   const cost = (vm: FleetVm) => plan.get(vm)!.options[0]!.predicted.totalTimeMs;
+  // Once a plan breaks the SLO no more often than must, a fixed plan could only be picked by being
+  // shorter: it is given up once it runs past that plan's makespan.
+  const limit = () => (pick().sloViolations <= unavoidable ? pick().makespanMs : Infinity);
+  const fixedPlan = (s: Strategy, chosen: ChosenPlan) => {
+    const r = evacuateWithin(fleet, s, limit());
+    if (r) consider(r, chosen);
+  };
   for (const n of [2, 3, 4]) {
     const fixed = fixedConcurrency(n);
-    consider(evacuate(fleet, { ...fixed, order: (vms) => [...vms].sort((a, b) => cost(b) - cost(a)) }), {
-      kind: 'fixed',
-      perHost: n,
-      order: 'time',
-    });
-    consider(evacuate(fleet, fixed), { kind: 'fixed', perHost: n, order: 'queue' });
+    fixedPlan(
+      { ...fixed, order: (vms) => [...vms].sort((a, b) => cost(b) - cost(a)) },
+      { kind: 'fixed', perHost: n, order: 'time' },
+    );
+    fixedPlan(fixed, { kind: 'fixed', perHost: n, order: 'queue' });
   }
   return { ...pick(), strategy: 'planner' };
 }
