@@ -14,7 +14,7 @@ import { checkPolicyName, POLICIES, resolvePolicy } from '../policy/index.js';
 import { RELAXED_LADDER } from '../policy/relaxed.js';
 import { probeQemuVersion } from '../qemu/index.js';
 import { UsageError } from '../util/errors.js';
-import { DRIVERS, summaryConfig, type BenchConfig, type Driver } from './config.js';
+import { cellOf, DRIVERS, parseBenchCell, summaryConfig, type BenchConfig, type Driver } from './config.js';
 import { relaxedLimit } from './oracle.js';
 import { assertPublishable, gitProvenance, type Provenance } from './provenance.js';
 import { hostEnvironment, readResults, referenceResults, type Results, type RunRecord } from './results.js';
@@ -80,6 +80,11 @@ export interface BenchOptions {
    * back to back, and the first is the reference for the report's main figures.
    */
   drivers?: Driver[];
+  /**
+   * Migration streams (default 1: QEMU's single stream; n ≥ 2: multifd with n channels on both
+   * sides). A cell workload (`W@RAM/LINK/Nch`) sets its own.
+   */
+  multifdChannels?: number;
   signal?: AbortSignal;
   log?: (line: string) => void;
 }
@@ -100,8 +105,21 @@ export function parseDrivers(text: string): Driver[] {
 
 /** Checks names before anything runs. */
 export function validateBench(opts: BenchOptions): void {
-  for (const w of opts.workloads) parseLabWorkload(w);
   parseLink(opts.link);
+  const cells = opts.workloads.map((w) => cellOf(w, opts));
+  for (const c of cells) {
+    parseLabWorkload(c.workload);
+    parseLink(c.link);
+  }
+  const multifd = opts.workloads.find((w, i) => cells[i]!.channels > 1);
+  if (multifd !== undefined) {
+    // QEMU 10.0's migrate_caps_check: "Postcopy is not yet compatible with multifd".
+    if (opts.postcopyPermitted)
+      throw new UsageError(
+        `${multifd} runs multifd, which QEMU refuses with post-copy: run multifd cells without --allow-postcopy`,
+      );
+    if (opts.tap) throw new UsageError(`${multifd} runs multifd: the tap follows one stream, drop --tap`);
+  }
   for (const p of opts.policies) checkPolicyName(p, ['oracle']);
   if (opts.workloads.length === 0 || opts.policies.length === 0)
     throw new UsageError('name at least one workload and one policy');
@@ -110,6 +128,11 @@ export function validateBench(opts: BenchOptions): void {
   if (drivers.length === 0 || new Set(drivers).size !== drivers.length)
     throw new UsageError(`name each driver once: ${drivers.join(', ') || '(none)'}`);
   if (drivers.includes('libvirt')) {
+    const cell = opts.workloads.find((w) => parseBenchCell(w).workload !== w);
+    if (cell !== undefined || (opts.multifdChannels ?? 1) > 1)
+      throw new UsageError(
+        `--driver libvirt runs one RAM size, link and stream per bench: ${cell ?? `multifd ${opts.multifdChannels}`} is QMP only`,
+      );
     const app = opts.workloads.find((w) => isAppWorkload(parseLabWorkload(w)));
     if (app)
       throw new UsageError(
@@ -138,6 +161,7 @@ export function optionsFromConfig(
     ladder: c.ladder ? [...c.ladder] : undefined,
     oracleMaxPass: c.oracleMaxPass,
     drivers: c.drivers ? [...c.drivers] : undefined,
+    multifdChannels: c.multifdChannels,
     summaryWorkloads: [...c.summary.workloads],
     ...rest,
   };
@@ -159,6 +183,8 @@ export function benchConfigOf(opts: BenchOptions): BenchConfig {
     oracleMaxPass: opts.oracleMaxPass ?? DEFAULT_ORACLE_MAX_PASS,
     // QMP alone is what every config without the field means: the committed configs stay as they are.
     ...(isDeepStrictEqual(opts.drivers ?? ['qmp'], ['qmp']) ? {} : { drivers: [...opts.drivers!] }),
+    // One stream is what every config without the field means.
+    ...(opts.multifdChannels !== undefined ? { multifdChannels: opts.multifdChannels } : {}),
     summary: summaryConfig(opts.workloads, opts.summaryWorkloads),
   };
 }
@@ -394,11 +420,14 @@ async function runQmp(
   provenance: Provenance,
 ): Promise<RunRecord> {
   const policy = benchPolicy(opts, p);
+  // A cell workload carries its own RAM, link and streams.
+  const cell = cellOf(p.workload, opts);
   const lab = await Lab.start({
-    workload: parseLabWorkload(p.workload),
-    ramMiB: opts.ramMiB,
-    link: parseLink(opts.link),
+    workload: parseLabWorkload(cell.workload),
+    ramMiB: cell.ramMiB,
+    link: parseLink(cell.link),
     tap: opts.tap,
+    ...(cell.channels > 1 ? { multifdChannels: cell.channels } : {}),
   });
   let r: LabMigrationResult;
   try {
