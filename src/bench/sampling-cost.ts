@@ -186,13 +186,19 @@ export async function idleBlocks(
   return out;
 }
 
+/** No sampling this long before `migrate`: longer than the app-latency baseline (5 s). */
+export const PRE_MIGRATION_QUIET_MS = 5500;
+
 /** Migrates the lab's guest under adaptive, its working-set sampler on (as shipped) or off. */
 export async function adaptiveRun(
   lab: Lab,
   opts: { sampler: boolean; downtimeBudgetMs: number; deadlineMs: number },
 ): Promise<MigrationRun> {
-  // A window left running (idle blocks) would make the session's first calc-dirty-rate fail.
+  // A window left running (idle blocks) would make the session's first calc-dirty-rate fail; and
+  // the baselines the migration's slowdown and app throughput are measured against (2 s and 5 s
+  // before `migrate`) must not see the sampler either way.
   await dirtyRateIdle(lab.source.qmp);
+  await sleep(PRE_MIGRATION_QUIET_MS);
   const r = await migrateLab(lab, {
     policy: resolvePolicy('adaptive'),
     downtimeBudgetMs: opts.downtimeBudgetMs,
@@ -235,6 +241,51 @@ export function cell(values: (number | null)[], digits = 1, scale = 1): string {
   return `${s.median.toFixed(digits)} [${s.min.toFixed(digits)}–${s.max.toFixed(digits)}]`;
 }
 
+/** An on block and the off block next to it in the same lab (blocks alternate). */
+export function pairs(idle: IdleBlock[]): { on: IdleBlock; off: IdleBlock }[] {
+  const out: { on: IdleBlock; off: IdleBlock }[] = [];
+  for (let i = 0; i + 1 < idle.length; i += 2) {
+    const [a, b] = [idle[i]!, idle[i + 1]!];
+    if (a.labId !== b.labId || a.sampler === b.sampler) continue;
+    out.push(a.sampler ? { on: a, off: b } : { on: b, off: a });
+  }
+  return out;
+}
+
+/**
+ * Per metric, over the adjacent on/off pairs: the median of on ÷ off and in how many pairs on was
+ * higher. Pairs share the lab and the minute, so the host's load cancels better than across labs.
+ */
+export function pairedTable(idle: IdleBlock[]): string {
+  const metrics: [string, (b: IdleBlock) => number | null][] = [
+    ['heartbeats/s', (b) => b.beatsPerSec],
+    ['heartbeat gap p99', (b) => b.gapP99Ms],
+    ['heartbeat gap max', (b) => b.gapMaxMs],
+    ['page writes/s', (b) => b.writesPerSec],
+    ['app requests/s', (b) => b.appPerSec],
+    ['app latency p99', (b) => b.appP99Ms],
+    ['QEMU CPU', (b) => b.qemuCpuPct],
+  ];
+  const lines = [
+    '| workload | metric | pairs | on ÷ off, median [min–max] | on higher in |',
+    '| --- | --- | --: | --: | --: |',
+  ];
+  const all = pairs(idle);
+  for (const w of [...new Set(all.map((p) => p.on.workload))])
+    for (const [name, f] of metrics) {
+      const ratios = all
+        .filter((p) => p.on.workload === w)
+        .map((p) => [f(p.on), f(p.off)] as const)
+        .filter(([a, b]) => a !== null && b !== null && Number.isFinite(a) && Number.isFinite(b) && b > 0)
+        .map(([a, b]) => a! / b!);
+      if (!ratios.length) continue;
+      lines.push(
+        `| ${w} | ${name} | ${ratios.length} | ${cell(ratios, 2)} | ${ratios.filter((r) => r > 1).length}/${ratios.length} |`,
+      );
+    }
+  return lines.join('\n');
+}
+
 /** The markdown tables of a run: idle blocks and migrations, sampler on vs off, per workload. */
 export function samplingTables(idle: IdleBlock[], runs: MigrationRun[]): string {
   const lines: string[] = [];
@@ -252,6 +303,7 @@ export function samplingTables(idle: IdleBlock[], runs: MigrationRun[]): string 
         `| ${w} | ${on ? 'on' : 'off'} | ${b.length} | ${col((x) => x.beatsPerSec)} | ${col((x) => x.gapP50Ms)} | ${col((x) => x.gapP99Ms)} | ${col((x) => x.gapMaxMs, 0)} | ${col((x) => x.writesPerSec, 1, 1e-3)} | ${col((x) => x.appPerSec, 0)} | ${col((x) => x.appP99Ms, 2)} | ${col((x) => x.qemuCpuPct, 0)} | ${on ? col((x) => x.qmpMaxMs, 1) : '–'} |`,
       );
     }
+  lines.push('', pairedTable(idle));
   lines.push(
     '',
     '| workload | sampler | runs | ok | total stall s | longest silence s | slowdown | total s | data MiB | samples | actions | app p99 ms |',
