@@ -95,10 +95,15 @@ describe('sampling cost: summaries and tables', () => {
       appP99Ms: null,
       appThroughputRatio: null,
     });
-    const t = samplingTables([block(true), block(false)], [run(false), run(true)]);
+    const slower = { ...block(true), gapMaxMs: 600 };
+    const t = samplingTables([slower, block(false)], [run(false), run(true)]);
     const rows = t.split('\n').filter((l) => l.startsWith('| random:200'));
-    expect(rows.map((r) => r.split('|')[2]!.trim())).toEqual(['off', 'on', 'off', 'on']);
-    expect(rows[2]).toContain('| 1024 [1024–1024] |');
-    expect(rows[3]).toContain('| 2.00 [2.00–2.00] | 1.50 [1.50–1.50] |');
+    const bySampler = rows.filter((r) => ['on', 'off'].includes(r.split('|')[2]!.trim()));
+    expect(bySampler.map((r) => r.split('|')[2]!.trim())).toEqual(['off', 'on', 'off', 'on']);
+    expect(bySampler[2]).toContain('| 1024 [1024–1024] |');
+    expect(bySampler[3]).toContain('| 2.00 [2.00–2.00] | 1.50 [1.50–1.50] |');
+    // The adjacent blocks of one lab are compared as a pair: on ÷ off.
+    expect(rows).toContain('| random:200 | heartbeat gap max | 1 | 2.00 [2.00–2.00] | 1/1 |');
+    expect(rows).toContain('| random:200 | heartbeats/s | 1 | 1.00 [1.00–1.00] | 0/1 |');
   });
 });
