@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,7 +9,7 @@ import { parseLink } from '../../src/lab/link.js';
 import { SharedLabLink } from '../../src/lab/shared-link.js';
 import { parseLabWorkload } from '../../src/util/specs.js';
 import { EXIT } from '../../src/util/errors.js';
-import { kvmigrateSync } from '../support/cli.js';
+import { kvmigrateChild, kvmigrateSync } from '../support/cli.js';
 
 const gbit = parseLink('1gbit');
 const dir = mkdtempSync(path.join(tmpdir(), 'evac-test-'));
@@ -57,54 +56,75 @@ describe('lab evacuation: three pairs over one shared emulated link', () => {
   });
 });
 
-describe('kvmigrate evacuate PLAN on real QEMU monitors', () => {
-  it('two lab pairs sharing one link, one at a time: both land on their destinations, guests intact', async () => {
-    const shared = await SharedLabLink.create(gbit);
-    const labs: Lab[] = [];
-    try {
-      for (let i = 0; i < 2; i++)
-        labs.push(
-          await Lab.start({
-            workload: parseLabWorkload('rate:16:1000'),
-            ramMiB: 128,
-            link: gbit,
-            sharedLink: shared.link,
-            port: 4444 + i,
-          }),
-        );
-      // The destinations listen in the one netns behind the one shaped veth.
-      expect(new Set(labs.map((l) => l.incomingUri.split(':')[1]))).toEqual(new Set([shared.link.nsAddr]));
-      // QEMU serves one QMP client at a time: the CLI takes them over.
-      for (const l of labs) {
-        l.source.releaseQmp();
-        l.destination.releaseQmp();
-      }
-      const plan = path.join(dir, 'plan.json');
-      writeFileSync(
-        plan,
-        JSON.stringify({
-          strategy: 1,
-          link: '1gbit',
-          policy: 'frs',
-          vms: labs.map((l, i) => ({
-            name: `vm${i + 1}`,
-            source: l.source.spec.qmpSocket,
-            destination: l.destination.spec.qmpSocket,
-            uri: l.migrateUri,
-            incoming: l.incomingUri,
-            ramMiB: 128,
-            workload: 'rate:16:1000',
-          })),
+/**
+ * `n` lab pairs whose destinations listen behind one shared shaped link, their QMP sockets let
+ * go (QEMU serves one client at a time: the CLI takes them over); torn down after `use`, and
+ * nothing may be left behind under their tags.
+ */
+async function withSharedPairs(
+  n: number,
+  guest: { workload: string; ramMiB: number },
+  use: (labs: Lab[], shared: SharedLabLink) => Promise<void>,
+): Promise<void> {
+  const shared = await SharedLabLink.create(gbit);
+  const labs: Lab[] = [];
+  try {
+    for (let i = 0; i < n; i++)
+      labs.push(
+        await Lab.start({
+          workload: parseLabWorkload(guest.workload),
+          ramMiB: guest.ramMiB,
+          link: gbit,
+          sharedLink: shared.link,
+          port: 4444 + i,
         }),
       );
-      const child = spawn('node', ['bin/kvmigrate.js', 'evacuate', plan], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      const code = await new Promise<number | null>((res) => child.on('exit', res));
+    for (const l of labs) {
+      l.source.releaseQmp();
+      l.destination.releaseQmp();
+    }
+    await use(labs, shared);
+  } finally {
+    const pids = labs.flatMap((l) => [l.source.pid, l.destination.pid]);
+    for (const l of labs) await l.destroy();
+    await shared.destroy();
+    for (const id of [shared.id, ...labs.map((l) => l.info.id)]) expect(await leaksOf(id, pids)).toEqual([]);
+  }
+}
+
+/** Writes an evacuation plan naming each pair's monitors and migration URIs. */
+function writePlan(file: string, labs: Lab[], plan: object, vm: object): string {
+  const vms = labs.map((l, i) => ({
+    name: `vm${i + 1}`,
+    source: l.source.spec.qmpSocket,
+    destination: l.destination.spec.qmpSocket,
+    uri: l.migrateUri,
+    incoming: l.incomingUri,
+    ...vm,
+  }));
+  writeFileSync(path.join(dir, file), JSON.stringify({ ...plan, vms }));
+  return path.join(dir, file);
+}
+
+/** At least three heartbeats within the next 300 ms on that console: the guest runs there. */
+async function expectBeats(console: Lab['sourceConsole']): Promise<void> {
+  const since = performance.now();
+  await new Promise((r) => setTimeout(r, 300));
+  expect(console.beatsAfter(since).length).toBeGreaterThanOrEqual(3);
+}
+
+describe('kvmigrate evacuate PLAN on real QEMU monitors', () => {
+  it('two lab pairs sharing one link, one at a time: both land on their destinations, guests intact', async () => {
+    await withSharedPairs(2, { workload: 'rate:16:1000', ramMiB: 128 }, async (labs, shared) => {
+      // The destinations listen in the one netns behind the one shaped veth.
+      expect(new Set(labs.map((l) => l.incomingUri.split(':')[1]))).toEqual(new Set([shared.link.nsAddr]));
+      const plan = writePlan(
+        'plan.json',
+        labs,
+        { strategy: 1, link: '1gbit', policy: 'frs' },
+        { ramMiB: 128, workload: 'rate:16:1000' },
+      );
+      const { code, stdout, stderr } = await kvmigrateChild(['evacuate', plan]).exited;
       expect(code, stderr).toBe(EXIT.ok);
       const report = JSON.parse(stdout);
       expect(report.strategy).toBe('fixed:1');
@@ -117,70 +137,28 @@ describe('kvmigrate evacuate PLAN on real QEMU monitors', () => {
         await l.destination.reconnectQmp();
         expect((await l.source.qmp.execute<{ status: string }>('query-status')).status).toBe('postmigrate');
         expect((await l.destination.qmp.execute<{ status: string }>('query-status')).status).toBe('running');
-        const since = performance.now();
-        await new Promise((r) => setTimeout(r, 300));
-        expect(l.destinationConsole.beatsAfter(since).length).toBeGreaterThanOrEqual(3);
+        await expectBeats(l.destinationConsole);
         expect((await l.destinationConsole.integrityCheck()).ok).toBe(true);
       }
-    } finally {
-      const pids = labs.flatMap((l) => [l.source.pid, l.destination.pid]);
-      for (const l of labs) await l.destroy();
-      await shared.destroy();
-      for (const id of [shared.id, ...labs.map((l) => l.info.id)])
-        expect(await leaksOf(id, pids)).toEqual([]);
-    }
+    });
   });
 
   it("Ctrl-C cancels every running migration by the core's rules: sources run on, nothing more starts, exit 1", async () => {
-    const shared = await SharedLabLink.create(gbit);
-    const labs: Lab[] = [];
-    try {
-      // A guest stock pre-copy never converges on (64 MiB rewritten as fast as it can, 300 ms).
-      for (let i = 0; i < 3; i++)
-        labs.push(
-          await Lab.start({
-            workload: parseLabWorkload('random:64'),
-            ramMiB: 192,
-            link: gbit,
-            sharedLink: shared.link,
-            port: 4444 + i,
-          }),
-        );
-      for (const l of labs) {
-        l.source.releaseQmp();
-        l.destination.releaseQmp();
-      }
-      const plan = path.join(dir, 'plan-int.json');
-      writeFileSync(
-        plan,
-        JSON.stringify({
-          strategy: 2,
-          policy: 'stock',
-          deadlineS: 60,
-          vms: labs.map((l, i) => ({
-            name: `vm${i + 1}`,
-            source: l.source.spec.qmpSocket,
-            destination: l.destination.spec.qmpSocket,
-            uri: l.migrateUri,
-            incoming: l.incomingUri,
-            ramMiB: 192,
-          })),
-        }),
+    // A guest stock pre-copy never converges on (64 MiB rewritten as fast as it can, 300 ms).
+    await withSharedPairs(3, { workload: 'random:64', ramMiB: 192 }, async (labs) => {
+      const plan = writePlan(
+        'plan-int.json',
+        labs,
+        { strategy: 2, policy: 'stock', deadlineS: 60 },
+        { ramMiB: 192 },
       );
-      const child = spawn('node', ['bin/kvmigrate.js', 'evacuate', plan], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      const exited = new Promise<number | null>((res) => child.on('exit', res));
-      const until = performance.now() + 60_000;
-      while (!/vm2: migrating/.test(stderr) && performance.now() < until)
-        await new Promise((r) => setTimeout(r, 50));
-      await new Promise((r) => setTimeout(r, 1500));
-      child.kill('SIGINT');
-      expect(await exited, stderr).toBe(EXIT.migrationFailed);
+      // Interrupted 1.5 s after the second migration started.
+      const { code, stdout, stderr, interrupted } = await kvmigrateChild(['evacuate', plan], {
+        interruptWhen: /vm2: migrating/,
+        afterMs: 1500,
+      }).exited;
+      expect(interrupted, stderr).toBe(true);
+      expect(code, stderr).toBe(EXIT.migrationFailed);
       const report = JSON.parse(stdout);
       expect(report.vms.map((v: { outcome: string }) => v.outcome)).toEqual([
         'cancelled',
@@ -192,20 +170,12 @@ describe('kvmigrate evacuate PLAN on real QEMU monitors', () => {
       for (const l of labs) {
         await l.source.reconnectQmp();
         expect((await l.source.qmp.execute<{ status: string }>('query-status')).status).toBe('running');
-        const since = performance.now();
-        await new Promise((r) => setTimeout(r, 300));
-        expect(l.sourceConsole.beatsAfter(since).length).toBeGreaterThanOrEqual(3);
+        await expectBeats(l.sourceConsole);
       }
       // QEMU ends a cancelled incoming migration by exiting; the third was never touched.
       await Promise.all(labs.slice(0, 2).map((l) => l.destination.exited));
       expect(labs[2]!.destination.alive).toBe(true);
-    } finally {
-      const pids = labs.flatMap((l) => [l.source.pid, l.destination.pid]);
-      for (const l of labs) await l.destroy();
-      await shared.destroy();
-      for (const id of [shared.id, ...labs.map((l) => l.info.id)])
-        expect(await leaksOf(id, pids)).toEqual([]);
-    }
+    });
   });
 
   it('bad input is one line and exit 2, before anything is touched', () => {
