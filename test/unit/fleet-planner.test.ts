@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { lowerBoundMs, runStrategies } from '../../src/bench/fleet-report.js';
+import { lowerBoundMs, plannerFloorMs, plannerVerdict, runStrategies } from '../../src/bench/fleet-report.js';
 import { resolvePolicy } from '../../src/policy/index.js';
 import { buildFleet, readFleet, type Fleet } from '../../src/sim/fleet-spec.js';
 import {
@@ -126,6 +126,19 @@ describe('the planner’s link calendar', () => {
     ))
       expect(planner.makespanMs).toBeLessThanOrEqual(f.makespanMs);
     expect(planner.makespanMs).toBeGreaterThan(lowerBoundMs(fleet));
+  });
+  it('the planner’s floor lies between the lower bound and what its calendar plan takes, and the verdict names it', () => {
+    const floor = plannerFloorMs(fleet);
+    const r = evacuate(fleet, plannerStrategy(fleet));
+    expect(floor).toBeGreaterThan(lowerBoundMs(fleet));
+    expect(floor).toBeLessThanOrEqual(r.makespanMs);
+    const verdict = plannerVerdict(
+      [{ ...r, strategy: 'planner' }, evacuate(fleet, fixedConcurrency(2))],
+      1,
+      floor,
+    );
+    expect(verdict).toContain(`the planner's floor`);
+    expect(verdict).toContain(`${(floor / 1000).toFixed(1)} s`);
   });
   it('planEvacuation keeps no plan that breaks the SLO more often than a fixed plan it tried, and says which it chose', () => {
     const chosen = planEvacuation(fleet);

@@ -4,6 +4,7 @@ import { toHtml, toMarkdown } from '../../bench/tables.js';
 import {
   fleetBlocks,
   lowerBoundMs,
+  plannerFloorMs,
   plannerVerdict,
   runStrategies,
   SUMMARY_HEAD,
@@ -26,7 +27,7 @@ export async function runFleetCommand(o: FleetCommandOptions): Promise<void> {
   if (o.json) {
     for (const r of results) process.stdout.write(JSON.stringify(r) + '\n');
   } else {
-    const verdict = plannerVerdict(results, lowerBoundMs(fleet));
+    const verdict = plannerVerdict(results, lowerBoundMs(fleet), plannerFloorMs(fleet));
     process.stdout.write(
       `${fleet.vms.length} VMs, downtime SLO ${fleet.spec.downtimeSloMs} ms, setup ${fleet.spec.setupS} s per migration\n` +
         `${table([SUMMARY_HEAD, ...summaryRows(results)])}\n${verdict ? verdict + '\n' : ''}`,
