@@ -1,6 +1,5 @@
 import type { Fleet, FleetVm } from './fleet-spec.js';
 import {
-  evacuate,
   evacuateWithin,
   fixedConcurrency,
   FLEET_STEP_MS,
@@ -311,7 +310,9 @@ export interface ChosenPlan {
  * 2, 3 and 4 migrations at a time per host without caps, longest-first and in the fleet's own
  * order (where it finds nothing better, the planner is fixed concurrency, and says so). Best = fewest SLO
  * violations — no more than the migrations that break it even alone on the full share, or than the
- * best plan tried — then the shortest makespan. `chosen` says which plan it was.
+ * best plan tried — then the shortest makespan. Once a plan is within the unavoidable violations,
+ * each later one is given up as soon as it runs past that plan's makespan (it could not be picked).
+ * `chosen` says which plan it was.
  */
 export function planEvacuation(fleet: Fleet): FleetResult & { chosen: ChosenPlan } {
   const predict = predictor(fleet);
@@ -330,9 +331,19 @@ export function planEvacuation(fleet: Fleet): FleetResult & { chosen: ChosenPlan
       .filter((r) => r.sloViolations <= allowed)
       .sort((a, b) => a.makespanMs - b.makespanMs || a.sloViolations - b.sloViolations)[0]!;
   };
+  // Once a plan breaks the SLO no more often than must, another could only be picked by being
+  // shorter: each later one is given up once it runs past that plan's makespan.
+  const limit = () => {
+    const best = tried.length ? pick() : undefined;
+    return best && best.sloViolations <= unavoidable ? best.makespanMs : Infinity;
+  };
+  const tryPlan = (s: Strategy, chosen: ChosenPlan) => {
+    const r = evacuateWithin(fleet, s, limit());
+    if (r) consider(r, chosen);
+  };
   for (const sloMargin of MARGINS) {
     for (const order of ORDERS)
-      consider(evacuate(fleet, plannerStrategy(fleet, { sloMargin, order, predict })), {
+      tryPlan(plannerStrategy(fleet, { sloMargin, order, predict }), {
         kind: 'calendar',
         sloMargin,
         order,
@@ -341,20 +352,13 @@ export function planEvacuation(fleet: Fleet): FleetResult & { chosen: ChosenPlan
     if (pick().sloViolations <= unavoidable) break;
   }
   const cost = (vm: FleetVm) => plan.get(vm)!.options[0]!.predicted.totalTimeMs;
-  // Once a plan breaks the SLO no more often than must, a fixed plan could only be picked by being
-  // shorter: it is given up once it runs past that plan's makespan.
-  const limit = () => (pick().sloViolations <= unavoidable ? pick().makespanMs : Infinity);
-  const fixedPlan = (s: Strategy, chosen: ChosenPlan) => {
-    const r = evacuateWithin(fleet, s, limit());
-    if (r) consider(r, chosen);
-  };
   for (const n of [2, 3, 4]) {
     const fixed = fixedConcurrency(n);
-    fixedPlan(
+    tryPlan(
       { ...fixed, order: (vms) => [...vms].sort((a, b) => cost(b) - cost(a)) },
       { kind: 'fixed', perHost: n, order: 'time' },
     );
-    fixedPlan(fixed, { kind: 'fixed', perHost: n, order: 'queue' });
+    tryPlan(fixed, { kind: 'fixed', perHost: n, order: 'queue' });
   }
   return { ...pick(), strategy: 'planner' };
 }
