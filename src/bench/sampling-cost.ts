@@ -86,6 +86,8 @@ export interface IdleBlock extends PaceStats {
 /** One migration under adaptive with its sampler on or off. */
 export interface MigrationRun {
   workload: string;
+  /** The emulated link (lab.info.link), e.g. `1gbit`. */
+  link: string;
   labId: string;
   sampler: boolean;
   outcome: string;
@@ -211,6 +213,7 @@ export async function adaptiveRun(
   const forcing = m.decisions.find((d) => d.action.kind !== 'continue');
   return {
     workload: lab.info.workload,
+    link: lab.info.link,
     labId: lab.info.id,
     sampler: opts.sampler,
     outcome: m.outcome,
@@ -306,19 +309,20 @@ export function samplingTables(idle: IdleBlock[], runs: MigrationRun[]): string 
   lines.push('', pairedTable(idle));
   lines.push(
     '',
-    '| workload | sampler | runs | ok | total stall s | longest silence s | slowdown | total s | data MiB | samples | actions | app p99 ms |',
-    '| --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --- | --: |',
+    '| workload | link | sampler | runs | ok | total stall s | longest silence s | slowdown | total s | data MiB | samples | actions | app p99 ms |',
+    '| --- | --- | --- | --: | --: | --: | --: | --: | --: | --: | --: | --- | --: |',
   );
   for (const w of workloads)
-    for (const on of [false, true]) {
-      const r = runs.filter((x) => x.workload === w && x.sampler === on);
-      if (!r.length) continue;
-      const col = (f: (x: MigrationRun) => number | null, d = 2, s = 1) => cell(r.map(f), d, s);
-      const actions = [...new Set(r.map((x) => x.action))].join('; ');
-      lines.push(
-        `| ${w} | ${on ? 'on' : 'off'} | ${r.length} | ${r.filter((x) => x.success).length} | ${col((x) => x.totalStallMs, 2, 1e-3)} | ${col((x) => x.longestSilenceMs, 2, 1e-3)} | ${col((x) => x.slowdown)} | ${col((x) => x.totalTimeMs, 1, 1e-3)} | ${col((x) => x.transferredBytes, 0, 2 ** -20)} | ${col((x) => x.samples, 0)} | ${actions} | ${col((x) => x.appP99Ms, 0)} |`,
-      );
-    }
+    for (const link of [...new Set(runs.map((x) => x.link))])
+      for (const on of [false, true]) {
+        const r = runs.filter((x) => x.workload === w && x.link === link && x.sampler === on);
+        if (!r.length) continue;
+        const col = (f: (x: MigrationRun) => number | null, d = 2, s = 1) => cell(r.map(f), d, s);
+        const actions = [...new Set(r.map((x) => x.action))].join('; ');
+        lines.push(
+          `| ${w} | ${link} | ${on ? 'on' : 'off'} | ${r.length} | ${r.filter((x) => x.success).length} | ${col((x) => x.totalStallMs, 2, 1e-3)} | ${col((x) => x.longestSilenceMs, 2, 1e-3)} | ${col((x) => x.slowdown)} | ${col((x) => x.totalTimeMs, 1, 1e-3)} | ${col((x) => x.transferredBytes, 0, 2 ** -20)} | ${col((x) => x.samples, 0)} | ${actions} | ${col((x) => x.appP99Ms, 0)} |`,
+        );
+      }
   return lines.join('\n');
 }
 

@@ -80,6 +80,7 @@ describe('sampling cost: summaries and tables', () => {
     });
     const run = (sampler: boolean): MigrationRun => ({
       workload: 'random:200',
+      link: '1gbit',
       labId: 'x',
       sampler,
       outcome: 'completed',
