@@ -118,7 +118,7 @@ export interface Validation {
 
 /**
  * What this lab's migration streams carry together at most, bytes/s, by channel count: measured
- * on an idle-ish guest over a 10 Gbit link that none of them fills (TCG on 2 cores: the sending
+ * on a guest that barely rewrites its data, over a 25 Gbit link that none of them fills (TCG on 2 cores: the sending
  * and receiving threads run out of CPU first). Used for a validation bench whose results carry no
  * calibration cells of their own (its post-copy half); docs/results-validation/README.md shows
  * where the numbers come from, and a unit test checks them against the committed calibration.
