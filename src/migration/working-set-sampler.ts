@@ -15,12 +15,13 @@ const DirtyRateSchema = z
  * What it costs (measured in docs/sampling-cost.md): QEMU does the work in its own
  * `get_dirtyrate` thread, hashing 512 random pages per GiB (256 on a 512 MiB guest) at each
  * window's start and end under the RCU read lock only — no BQL, no vCPU stop, no walk over all of
- * RAM, no dirty logging. With adaptive's windows the loop issues ~17 QMP commands and takes ~2
- * samples a second (monitor round trip: median under 1 ms, at worst 0.6 s on the loaded host).
- * On 512 MiB TCG lab guests without a migration, in 132 adjacent on/off pairs,
- * heartbeat rate and gap p99/max, page writes/s, memcached requests/s and p99 latency moved by
- * 0.95–1.04× (median on ÷ off; on higher in 43–57% of pairs): within the host's noise. KubeVirt's
- * 1–2 s (issue 17504) is its collector waiting out its own 1 s window, not QEMU blocking.
+ * RAM, no dirty logging. With adaptive's windows the loop takes ~2 samples a second with ~5 QMP
+ * commands (~17 while it asked every tick; round trip median under 1 ms, at worst 0.6 s on the
+ * loaded host). On 512 MiB TCG lab guests without a migration, in 152 adjacent on/off pairs,
+ * heartbeat rate and gap p99/max, page writes/s and QEMU's CPU time moved by 0.96–1.00× (median
+ * on ÷ off), memcached requests/s by 0.95× and its p99 latency by 1.05× (on higher in 40% and
+ * 58% of 102 pairs: at the edge of what the host's noise lets us see). KubeVirt's 1–2 s (issue
+ * 17504) is its collector waiting out its own 1 s window, not QEMU blocking.
  */
 export async function sampleWorkingSet(opts: {
   qmp: () => QmpClient;
