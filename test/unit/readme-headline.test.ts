@@ -8,9 +8,6 @@ import { readResults } from '../../src/bench/results.js';
 const root = path.resolve(import.meta.dirname, '../..');
 const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
 const load = (dir: string) => readResults(path.join(root, dir, 'results.json'));
-// Results sets published before provenance was recorded, still to be re-run under the committed
-// configurations (`bench --config NAME`): shown as such in the README. Remove a set once re-run.
-const AWAITING_RERUN = ['docs/results-postcopy'];
 const md = (m: string) => format(m, { parser: 'markdown', filepath: 'README.md' });
 
 describe("the README's headline tables", () => {
@@ -25,10 +22,6 @@ describe("the README's headline tables", () => {
   it('come from results whose commit is in the history and whose tree was clean', async () => {
     const { execFileSync } = await import('node:child_process');
     for (const b of headlineBlocks(readme)) {
-      if (AWAITING_RERUN.includes(b.dir)) {
-        expect(load(b.dir).provenance, `${b.dir}: listed as awaiting its re-run`).toBeUndefined();
-        continue;
-      }
       const p = load(b.dir).provenance;
       expect(p?.commit, `${b.dir}: commit recorded`).toMatch(/^[0-9a-f]{40}$/);
       expect(p?.dirty, `${b.dir}: clean tree`).toBe(false);
