@@ -13,6 +13,8 @@ export interface RecordedRun {
   deadlineMs: number;
   postcopyPermitted: boolean;
   outcome: string;
+  /** QEMU went into post-copy: the last pass is the post-copy phase, not a stop-and-copy. */
+  endedInPostcopy?: boolean;
 }
 
 /** How long a pass must last for the controller to see it alone: event → query-migrate, ms. */
@@ -38,6 +40,10 @@ export function replayRun(run: RecordedRun, pollMs = 50): Decision[] {
   let transferred = 0;
   let normal = 0;
   let duplicate = 0;
+  // A completed run's last pass is its stop-and-copy unless it post-copied. QEMU syncs for it and
+  // sends it holding its big lock, and answers no query until it is over: the controller sees
+  // neither its start nor anything in it.
+  const finalIsStopAndCopy = run.outcome === 'completed' && !run.endedInPostcopy;
   for (const [i, p] of passes.entries()) {
     const last = i === passes.length - 1;
     const sample = (atMs: number, share: number, syncs: number, remaining: number, status = 'active') =>
@@ -57,10 +63,11 @@ export function replayRun(run: RecordedRun, pollMs = 50): Decision[] {
         } satisfies MigrationInfo,
         atMs,
       );
+    const stopAndCopy = last && finalIsStopAndCopy;
     const polls = [];
-    for (let t = p.startMs + pollMs; t < p.endMs; t += pollMs) polls.push(t);
+    if (!stopAndCopy) for (let t = p.startMs + pollMs; t < p.endMs; t += pollMs) polls.push(t);
     // The deadline is checked at the first poll past it, even when the pass ends soon after.
-    if (run.deadlineMs > p.startMs && run.deadlineMs < p.endMs) polls.push(run.deadlineMs);
+    if (!stopAndCopy && run.deadlineMs > p.startMs && run.deadlineMs < p.endMs) polls.push(run.deadlineMs);
     for (const t of polls.sort((a, b) => a - b)) {
       const share = (t - p.startMs) / (p.endMs - p.startMs);
       sample(t, share, p.pass, p.remainingAtStartBytes * (1 - share) + p.dirtyAtEndBytes * share);
@@ -69,7 +76,15 @@ export function replayRun(run: RecordedRun, pollMs = 50): Decision[] {
     // lasts longer than that round trip (a 47 ms check pass was seen live); QEMU's millisecond
     // re-syncs come faster and are seen with the next sync.
     const next = passes[i + 1];
-    const seenAlone = next === undefined || next.endMs - next.startMs >= EVENT_ROUND_TRIP_MS;
+    const nextIsFinal = i + 1 === passes.length - 1;
+    // The short pass just before the post-copy phase is the sync of our own post-copy command:
+    // the end of the pass before it is what the controller acted on, so it was seen.
+    const switchSyncNext = run.endedInPostcopy === true && i + 2 === passes.length - 1;
+    const seenAlone =
+      next === undefined ||
+      (nextIsFinal && finalIsStopAndCopy
+        ? false
+        : next.endMs - next.startMs >= EVENT_ROUND_TRIP_MS || switchSyncNext);
     // The final pass is closed by the end of the migration, not by a sync the controller saw.
     if (!last && seenAlone) sample(p.endMs, 1, p.pass + 1, p.dirtyAtEndBytes);
     else if (last) sample(p.endMs, 1, p.pass, 0, run.outcome === 'completed' ? 'completed' : 'cancelled');
