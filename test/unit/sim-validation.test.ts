@@ -202,10 +202,14 @@ describe('validate over a validation bench', () => {
 });
 
 describe('the published benches still validate as before', () => {
-  // Median |error| over workload × policy cells when multifd and the validation benches came in.
+  // Median |error| over workload × policy cells when multifd and the validation benches came in;
+  // for docs/results-postcopy, of its re-run under the benchmark rules (5 reps, the guest's total
+  // stall for post-copy runs, which the simulator underestimates on hotcold and sweep; the bursty
+  // guest, which QEMU finishes in its first quiet phase, the simulator does not: +120…+200%).
+  // A guard against the simulator getting worse, not its accuracy goal.
   for (const [dir, limits] of [
     ['docs/results', { total: 0.04, downtime: 0.05, bytes: 0.02 }],
-    ['docs/results-postcopy', { total: 0.05, downtime: 0.12, bytes: 0.02 }],
+    ['docs/results-postcopy', { total: 0.09, downtime: 0.59, bytes: 0.04 }],
   ] as const)
     it(dir, () => {
       const v = validate(readResults(`${dir}/results.json`));
