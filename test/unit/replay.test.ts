@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import type { PassRecord } from '../../src/policy/types.js';
 import { replayRun } from '../../src/sim/replay.js';
 
 // The committed benchmark runs, replayed through today's controller core: every policy whose
@@ -15,7 +16,7 @@ interface Run {
   outcome: string;
   /** `guest-check-only`: a post-copy run (the destination ran before the last page arrived). */
   verification?: string;
-  passTimeline: { pass: number; startMs: number; endMs: number }[];
+  passTimeline: PassRecord[];
   decisions: Action[];
 }
 interface Action {
