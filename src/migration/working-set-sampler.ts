@@ -35,11 +35,12 @@ export async function sampleWorkingSet(opts: {
     while (!opts.stopped()) {
       for (const ms of opts.windowsMs) {
         if (opts.stopped()) return;
-        await opts.qmp().execute('calc-dirty-rate', {
-          'calc-time': ms,
-          'calc-time-unit': 'millisecond',
-          mode: 'page-sampling',
-        });
+        if (!(await startWindow(opts.qmp(), ms))) {
+          // Another client's measurement is running (QEMU runs one at a time): try again later
+          // rather than go without samples for the whole migration.
+          await sleep(250);
+          continue;
+        }
         // QEMU measures for `ms` in its own thread: ask only once the window is over (then at the
         // same ticks as before), not every tick while it cannot be ready.
         const due = performance.now() + ms;
@@ -62,5 +63,20 @@ export async function sampleWorkingSet(opts: {
     }
   } catch {
     // An older QEMU without millisecond windows, or the migration ended: no samples, no harm.
+  }
+}
+
+/** Starts a `calc-dirty-rate` window; false when QEMU is already measuring for someone else. */
+async function startWindow(qmp: QmpClient, ms: number): Promise<boolean> {
+  try {
+    await qmp.execute('calc-dirty-rate', {
+      'calc-time': ms,
+      'calc-time-unit': 'millisecond',
+      mode: 'page-sampling',
+    });
+    return true;
+  } catch (err) {
+    if (/already being measured/i.test((err as Error).message)) return false;
+    throw err;
   }
 }

@@ -95,4 +95,32 @@ describe('working-set sampler', () => {
     });
     expect(samples).toEqual([]);
   });
+
+  it("waits out another client's measurement instead of giving up for the whole migration", async () => {
+    const { qmp: measuring } = fakeMonitor();
+    let refusals = 2;
+    const qmp = {
+      execute: async (cmd: string, args: Record<string, unknown>) => {
+        // QEMU's words when a calc-dirty-rate of someone else's is still running.
+        if (cmd === 'calc-dirty-rate' && refusals-- > 0)
+          throw new Error('the dirty rate is already being measured.');
+        return measuring.execute(cmd, args);
+      },
+    } as unknown as QmpClient;
+    const samples: WorkingSetSample[] = [];
+    let stopped = false;
+    await sampleWorkingSet({
+      qmp: () => qmp,
+      windowsMs: [20],
+      ramBytes: 2 ** 30,
+      nowMs: () => performance.now(),
+      stopped: () => stopped,
+      onSample: (x) => {
+        samples.push(x);
+        stopped = true;
+      },
+    });
+    expect(refusals).toBeLessThan(0);
+    expect(samples).toHaveLength(1);
+  });
 });
