@@ -25,6 +25,12 @@ export interface ModelParams {
    * the single non-multifd stream, which also scans and frames every page in the migration
    * thread, ~125 MB/s — as much as the lab's 1 Gbit link, so on this machine the CPU and the link
    * bind together. These are CPU-starved numbers, not a server's: the default stays 10 Gbit/s.
+   *
+   * Measured again with the machine otherwise quiet (the validation bench's calibration cells,
+   * docs/results-validation: a 512 MiB guest holding 256 MiB it barely rewrites, 25 Gbit link,
+   * 4 runs each): one stream 501 MB/s, 4 multifd channels 1157 MB/s together (289 MB/s each) —
+   * the 123 MB/s above was the load, not the stream. `sim --validate` on those benches uses them
+   * (LAB_STREAM_CAPS, src/bench/sim-results.ts); the default is unchanged.
    */
   channelBps: number;
   /**
