@@ -47,7 +47,7 @@ export function register(program: Command): void {
     .option('--resume', 'keep the whole reps already in --out and run the rest')
     .option(
       '--config <name>',
-      'a committed bench config (precopy, postcopy): fixes every matrix option above',
+      'a committed bench config (precopy, postcopy, validation, validation-postcopy): fixes every matrix option above',
     )
     .action(async (o) => {
       const signal = interruptSignal();
