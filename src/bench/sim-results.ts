@@ -128,6 +128,11 @@ export interface Validation {
  * where the numbers come from, and a unit test checks them against the committed calibration.
  */
 export const LAB_STREAM_CAPS: Record<number, number> = { 1: 501e6, 4: 1157e6 };
+/**
+ * What each multifd channel beyond the first adds to the lab's stop-and-copy: the validation bench
+ * measured 4 channels a median 43 ms (23–57) longer than one stream on the same workloads.
+ */
+export const LAB_SWITCH_MS_PER_EXTRA_CHANNEL = 14;
 
 /**
  * A validation bench: its workloads are cells with their own RAM, link and streams
@@ -200,7 +205,11 @@ export function validate(real: Results): Validation {
     const { bps, rttMs } = linkBps(c.link);
     const cap = caps[c.channels];
     const params: Partial<ModelParams> | undefined = cellBench
-      ? { channels: c.channels, ...(cap !== undefined ? { channelBps: cap / c.channels } : {}) }
+      ? {
+          channels: c.channels,
+          switchMsPerExtraChannel: LAB_SWITCH_MS_PER_EXTRA_CHANNEL,
+          ...(cap !== undefined ? { channelBps: cap / c.channels } : {}),
+        }
       : undefined;
     const s = simulate({
       ramBytes: c.ramMiB * MiB,

@@ -67,6 +67,13 @@ export interface ModelParams {
    */
   switchCostMs: number;
   switchMsPerVcpu: number;
+  /**
+   * Extra stop-and-copy time per multifd channel beyond the first: at the switchover QEMU flushes
+   * and syncs every channel. Default 0: the only measurement is the TCG lab's (4 channels a median
+   * 43 ms longer than one stream, 23–57 ms: ~14 ms per extra channel, `LAB_SWITCH_MS_PER_EXTRA_CHANNEL`),
+   * which the validation of lab runs uses; on KVM hosts it is unmeasured and likely far smaller.
+   */
+  switchMsPerExtraChannel: number;
   vcpus: number;
   /**
    * Dirty-tracking granularity, bytes (4 KiB on x86; 64 KiB target pages on some POWER/Arm
@@ -99,6 +106,7 @@ export const DEFAULT_PARAMS: ModelParams = {
   syncMsPerGiB: 1,
   syncFixedMs: 0.2,
   switchCostMs: 40,
+  switchMsPerExtraChannel: 0,
   switchMsPerVcpu: 0.1,
   vcpus: 1,
   pageBytes: 4096,

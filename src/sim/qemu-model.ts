@@ -345,7 +345,12 @@ export class MigrationModel {
 
   private switchFixedMs(): number {
     const p = this.o.params;
-    return p.switchCostMs + p.vcpus * p.switchMsPerVcpu + syncMs(p, this.o.ramBytes);
+    return (
+      p.switchCostMs +
+      p.vcpus * p.switchMsPerVcpu +
+      (p.channels - 1) * p.switchMsPerExtraChannel +
+      syncMs(p, this.o.ramBytes)
+    );
   }
 
   /** The stop-and-copy begins: everything left crosses while the guest is stopped. */

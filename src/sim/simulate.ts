@@ -277,6 +277,7 @@ function checkParams(p: ModelParams, bad: (why: string) => never): void {
     'syncFixedMs',
     'switchCostMs',
     'switchMsPerVcpu',
+    'switchMsPerExtraChannel',
     'dirtyLogFaultUs',
     'faultUs',
   ] as const)

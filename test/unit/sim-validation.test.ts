@@ -229,20 +229,14 @@ describe('the published benches still validate as before', () => {
 });
 
 describe('CI: the simulator against the committed validation benches (docs/results-validation)', () => {
-  // The goal is 10% on total time and guest downtime per cell. The cells beyond it when the runs
-  // were committed keep a bound of their error then plus 3 points (docs/results-validation/README.md
-  // says why each is off): a model change that moves any cell further fails here.
+  // The goal is 10% on total time and guest downtime per cell. The cells beyond it (with the lab's
+  // multifd switchover cost in the model) keep a bound of their error plus 3 points
+  // (docs/results-validation/README.md says why each is off): a model change that moves any cell
+  // further fails here.
   const GOAL = 0.1;
   const KNOWN: Record<string, { total?: number; downtime?: number }> = {
     'precopy|rate:128:20000@256MiB/1gbit/1ch|stock': { downtime: 0.15 },
-    'precopy|rate:128:20000@256MiB/1gbit/4ch|stock': { downtime: 0.24 },
-    'precopy|rate:128:20000@256MiB/1gbit/4ch|frs': { downtime: 0.18 },
-    'precopy|rate:200:20000@512MiB/1gbit/4ch|stock': { downtime: 0.17 },
-    'precopy|rate:200:20000@512MiB/1gbit/4ch|frs': { downtime: 0.16 },
-    'precopy|rate:200:20000@512MiB/2.5gbit/4ch|stock': { downtime: 0.16 },
-    'precopy|rate:200:20000@512MiB/2.5gbit/4ch|frs': { downtime: 0.16 },
-    'precopy|random:200@512MiB/2.5gbit/4ch|frs': { total: 0.14 },
-    'postcopy|random:100@256MiB/256mbit/1ch|relaxed(5000)': { total: 0.15 },
+    'postcopy|random:100@256MiB/256mbit/1ch|relaxed(5000)': { total: 0.14 },
     'postcopy|random:200@512MiB/2.5gbit/1ch|frs': { total: 0.13 },
     'postcopy|random:200@512MiB/2.5gbit/1ch|switch-at-pass(2)': { total: 0.16 },
   };
