@@ -10,6 +10,7 @@ import {
   validationTable,
 } from '../../src/bench/sim-results.js';
 import { quantile } from '../../src/bench/stats.js';
+import { runRecord } from '../support/run-record.js';
 
 describe('bench cells: a workload with its own RAM, link and streams', () => {
   it('parses every part in any order; a plain workload keeps the bench defaults', () => {
@@ -91,34 +92,6 @@ describe('the validation benches', () => {
 
 /** A validation bench's results with a few hand-made runs. */
 function cellResults(runs: Partial<RunRecord>[], workloads: string[]): Results {
-  const base: Omit<RunRecord, 'workload' | 'policy'> = {
-    key: 'k',
-    policyName: 'stock',
-    policyConfig: {},
-    rep: 0,
-    role: 'matrix',
-    startedAt: '2026-11-28T00:00:00Z',
-    success: true,
-    sloSuccess: true,
-    outcome: 'completed',
-    reason: '',
-    totalTimeMs: 4000,
-    wallMs: 4000,
-    qemuDowntimeMs: 100,
-    guestDowntimeMs: 300,
-    transferredBytes: 400 * 2 ** 20,
-    linkBytes: null,
-    passes: 2,
-    differingPages: 0,
-    guestCheckOk: true,
-    controllerCpuPct: 0,
-    actionLatencyMs: null,
-    predictedDowntimeMs: null,
-    predictedTotalMs: null,
-    predictedBytes: null,
-    passTimeline: [],
-    decisions: [],
-  };
   return {
     version: 1,
     createdAt: '2026-11-28T00:00:00Z',
@@ -142,7 +115,7 @@ function cellResults(runs: Partial<RunRecord>[], workloads: string[]): Results {
       postcopyPermitted: false,
     },
     relaxedLimitMs: null,
-    runs: runs.map((r) => ({ ...base, workload: workloads[0]!, policy: 'stock', ...r }) as RunRecord),
+    runs: runs.map((r) => runRecord({ workload: workloads[0]!, policy: 'stock', ...r })),
   };
 }
 
