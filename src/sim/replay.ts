@@ -65,9 +65,11 @@ export function replayRun(run: RecordedRun, pollMs = 50): Decision[] {
       );
     const stopAndCopy = last && finalIsStopAndCopy;
     const polls = [];
-    if (!stopAndCopy) for (let t = p.startMs + pollMs; t < p.endMs; t += pollMs) polls.push(t);
-    // The deadline is checked at the first poll past it, even when the pass ends soon after.
-    if (!stopAndCopy && run.deadlineMs > p.startMs && run.deadlineMs < p.endMs) polls.push(run.deadlineMs);
+    if (!stopAndCopy) {
+      for (let t = p.startMs + pollMs; t < p.endMs; t += pollMs) polls.push(t);
+      // The deadline is checked at the first poll past it, even when the pass ends soon after.
+      if (run.deadlineMs > p.startMs && run.deadlineMs < p.endMs) polls.push(run.deadlineMs);
+    }
     for (const t of polls.sort((a, b) => a - b)) {
       const share = (t - p.startMs) / (p.endMs - p.startMs);
       sample(t, share, p.pass, p.remainingAtStartBytes * (1 - share) + p.dirtyAtEndBytes * share);
@@ -82,9 +84,8 @@ export function replayRun(run: RecordedRun, pollMs = 50): Decision[] {
     const switchSyncNext = run.endedInPostcopy === true && i + 2 === passes.length - 1;
     const seenAlone =
       next === undefined ||
-      (nextIsFinal && finalIsStopAndCopy
-        ? false
-        : next.endMs - next.startMs >= EVENT_ROUND_TRIP_MS || switchSyncNext);
+      (!(nextIsFinal && finalIsStopAndCopy) &&
+        (next.endMs - next.startMs >= EVENT_ROUND_TRIP_MS || switchSyncNext));
     // The final pass is closed by the end of the migration, not by a sync the controller saw.
     if (!last && seenAlone) sample(p.endMs, 1, p.pass + 1, p.dirtyAtEndBytes);
     else if (last) sample(p.endMs, 1, p.pass, 0, run.outcome === 'completed' ? 'completed' : 'cancelled');
