@@ -1,5 +1,8 @@
 import { z } from 'zod';
 import { checkMigrationUri } from '../core/uri.js';
+import { checkLibvirtMigrateUri, type LibvirtEvacuee } from '../libvirt/evacuate.js';
+import { DomainName } from '../libvirt/checks.js';
+import { parseLocalUri } from '../libvirt/index.js';
 import {
   makespanMs,
   slotExitCode,
@@ -22,9 +25,20 @@ const MAX_PLAN_BYTES = 4 * 2 ** 20;
 /** `fixed:N` / a number N (N at a time, in the plan's order), or `planner`. */
 export type EvacStrategy = number | 'planner';
 
-const PlanVmSchema = z
+/** What every plan VM says, whichever driver migrates it. */
+const vmFields = {
+  name: z.string().min(1).max(200),
+  ramMiB: z.number().int().positive(),
+  /** What the simulator assumes the guest does (guest-program spec or trace:FILE), for the planner and the prediction. */
+  workload: z.string().min(1).default('idle'),
+  policy: z.string().min(1).optional(),
+  policyOptions: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
+};
+
+/** A VM between two QEMU monitors we are handed (as `migrate --src --dst --uri [--incoming]`). */
+const QmpVmSchema = z
   .object({
-    name: z.string().min(1).max(200),
+    ...vmFields,
     /** QMP socket path or HOST:PORT of the source and of the destination (started with -incoming defer -S). */
     source: z.string().min(1),
     destination: z.string().min(1),
@@ -32,13 +46,56 @@ const PlanVmSchema = z
     uri: z.string().min(1),
     /** If set, `migrate-incoming` on the destination first. */
     incoming: z.string().min(1).optional(),
-    ramMiB: z.number().int().positive(),
-    /** What the simulator assumes the guest does (guest-program spec or trace:FILE), for the planner and the prediction. */
-    workload: z.string().min(1).default('idle'),
-    policy: z.string().min(1).optional(),
-    policyOptions: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).optional(),
   })
   .strict();
+
+/** A libvirt domain (as `migrate --libvirt URI --domain NAME --to DEST_URI [--migrate-uri] [--listen-address]`). */
+const LibvirtVmSchema = z
+  .object({
+    ...vmFields,
+    /** The source daemon's URI on this host: qemu:///system or qemu+unix:///system?socket=PATH. */
+    libvirt: z.string().min(1).max(1024),
+    /** The domain's name on the source daemon (default: the VM's name). */
+    domain: DomainName.optional(),
+    /** The destination daemon's URI (the source daemon connects to it: peer-to-peer). */
+    to: z.string().min(1).max(1024),
+    /** Where QEMU sends the RAM, tcp:HOST:PORT (default: libvirt picks on the destination's host name). */
+    migrateUri: z.string().min(1).optional(),
+    /** The address the destination QEMU listens on. */
+    listenAddress: z.string().min(1).max(256).optional(),
+  })
+  .strict();
+
+const QMP_KEYS = ['source', 'destination', 'uri', 'incoming'];
+const LIBVIRT_KEYS = ['libvirt', 'domain', 'to', 'migrateUri', 'listenAddress'];
+
+/** A plan VM is one of two kinds, told apart by its fields: QMP monitors or a libvirt domain. */
+const PlanVmSchema = z.unknown().transform((v, ctx) => {
+  const has = (keys: string[]) =>
+    typeof v === 'object' && v !== null && keys.some((k) => (v as Record<string, unknown>)[k] !== undefined);
+  const [qmp, libvirt] = [has(QMP_KEYS), has(LIBVIRT_KEYS)];
+  if (qmp === libvirt) {
+    ctx.addIssue({
+      code: 'custom',
+      message: qmp
+        ? 'either QMP monitors (source, destination, uri) or a libvirt domain (libvirt, domain, to), not both'
+        : 'name its QMP monitors (source, destination, uri) or its libvirt domain (libvirt, domain, to)',
+    });
+    return z.NEVER;
+  }
+  const refuse = (issues: z.core.$ZodIssue[]) => {
+    for (const issue of issues) ctx.addIssue({ ...issue });
+    return z.NEVER;
+  };
+  if (libvirt) {
+    const r = LibvirtVmSchema.safeParse(v);
+    if (!r.success) return refuse(r.error.issues);
+    return { kind: 'libvirt' as const, ...r.data, domain: r.data.domain ?? r.data.name };
+  }
+  const r = QmpVmSchema.safeParse(v);
+  if (!r.success) return refuse(r.error.issues);
+  return { kind: 'qmp' as const, ...r.data };
+});
 
 export const EvacuationPlanSchema = z
   .object({
@@ -82,12 +139,26 @@ export function parsePlan(data: unknown, where = 'plan'): EvacuationPlan {
   }
   const plan = parsed.data;
   const seen = new Set<string>();
+  const domains = new Map<string, string>();
   plan.vms.forEach((vm, i) => {
     if (seen.has(vm.name)) throw new UsageError(`${where}: vms.${i}: the name ${vm.name} is used twice`);
     seen.add(vm.name);
+    const first = plan.vms[0]!;
+    if (vm.kind !== first.kind)
+      throw new UsageError(
+        `${where}: vms.${i} (${vm.name}) ${vm.kind === 'qmp' ? 'names QMP monitors' : 'is a libvirt domain'} but vms.0 (${first.name}) ${first.kind === 'qmp' ? 'names QMP monitors' : 'is a libvirt domain'}: one plan evacuates through one driver (split it in two)`,
+      );
     try {
-      checkMigrationUri(vm.uri);
-      if (vm.incoming) checkMigrationUri(vm.incoming, 'incoming URI');
+      if (vm.kind === 'qmp') {
+        checkMigrationUri(vm.uri);
+        if (vm.incoming) checkMigrationUri(vm.incoming, 'incoming URI');
+      } else {
+        const key = `${parseLocalUri(vm.libvirt).socketPath} ${vm.domain}`;
+        const twice = domains.get(key);
+        if (twice) throw new UsageError(`domain ${vm.domain} on ${vm.libvirt} is also ${twice}'s`);
+        domains.set(key, vm.name);
+        if (vm.migrateUri) checkLibvirtMigrateUri(vm.migrateUri);
+      }
       policyOf(plan, vm);
     } catch (err) {
       throw new UsageError(`${where}: vms.${i} (${vm.name}): ${(err as Error).message}`);
@@ -226,34 +297,57 @@ function recordingCaps(s: Strategy): { strategy: Strategy; caps: Map<string, num
   };
 }
 
+/** The plan's VMs ready for their driver (a plan evacuates through one). */
+export type PlanEvacuees =
+  { driver: 'qmp'; vms: QmpEvacuee[] } | { driver: 'libvirt'; vms: LibvirtEvacuee[] };
+
 /**
  * The plan's VMs in the schedule's order with their session options. `deadlineMs(ramMiB, capBps)`
- * sizes a deadline when the plan gives none. A cap the planner sets is QEMU's max-bandwidth as
- * the simulator modelled it (the planner's reservation), not a wire cap shaved for QEMU's
- * overshoot (`--bandwidth`): the shared link bounds the sum either way.
+ * sizes a deadline when the plan gives none. A cap the planner sets is QEMU's max-bandwidth (on
+ * libvirt: the job's max speed) as the simulator modelled it (the planner's reservation), not a
+ * wire cap shaved for QEMU's overshoot (`--bandwidth`): the shared link bounds the sum either way.
  */
 export function evacuees(
   plan: EvacuationPlan,
   schedule: Schedule,
   deadlineMs: (ramMiB: number, capBps: number | undefined) => number,
-): QmpEvacuee[] {
+): PlanEvacuees {
   const byName = new Map(plan.vms.map((v) => [v.name, v]));
-  return schedule.order.map((name) => {
+  const vms = schedule.order.map((name) => {
     const v = byName.get(name)!;
     const cap = schedule.capsBps.get(name);
-    return {
+    const session = {
       name,
-      source: v.source,
-      destination: v.destination,
-      migrateUri: v.uri,
-      incomingUri: v.incoming,
       policy: policyOf(plan, v),
       downtimeBudgetMs: plan.downtimeBudgetMs,
       deadlineMs: plan.deadlineS !== undefined ? plan.deadlineS * 1000 : deadlineMs(v.ramMiB, cap),
       ...(cap !== undefined ? { maxBandwidthBps: cap } : {}),
       ...(schedule.startAtMs.has(name) ? { notBeforeMs: schedule.startAtMs.get(name) } : {}),
     };
+    return { v, session };
   });
+  if (plan.vms[0]!.kind === 'libvirt')
+    return {
+      driver: 'libvirt',
+      vms: vms.map(({ v, session }) => {
+        if (v.kind !== 'libvirt') throw new Error('a plan mixes drivers');
+        const { libvirt, domain, to, migrateUri, listenAddress } = v;
+        return { ...session, libvirt, domain: domain ?? v.name, to, migrateUri, listenAddress };
+      }),
+    };
+  return {
+    driver: 'qmp',
+    vms: vms.map(({ v, session }) => {
+      if (v.kind !== 'qmp') throw new Error('a plan mixes drivers');
+      return {
+        ...session,
+        source: v.source,
+        destination: v.destination,
+        migrateUri: v.uri,
+        incomingUri: v.incoming,
+      };
+    }),
+  };
 }
 
 /** One VM of an evacuation as reported: times relative to the evacuation's start, ms. */
@@ -376,10 +470,13 @@ export function evacuatedRow(
   return { ...base, ...done } as EvacuatedVm;
 }
 
-/** The report of an evacuation run through the QMP driver (`kvmigrate evacuate`). */
-export function qmpReport(
+/**
+ * The report of an evacuation run through a driver, QMP or libvirt (`kvmigrate evacuate`): the
+ * stall is QEMU's downtime (libvirt's job statistics carry QEMU's).
+ */
+export function driverReport(
   schedule: Schedule,
-  vms: readonly QmpEvacuee[],
+  vms: readonly { name: string }[],
   run: QueueRun<{ migration: MigrationResult }>,
 ): EvacuationReport {
   const rows = vms.map((vm, i) => {

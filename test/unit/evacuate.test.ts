@@ -3,7 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { evacuees, parsePlan, predictionFleet, readPlan, scheduleFor } from '../../src/bench/evacuate.js';
-import { makespanMs, runQueue, slotExitCode, worstExitCode } from '../../src/migration/evacuate.js';
+import { slotExitCode } from '../../src/migration/evacuate.js';
+import { checkLibvirtMigrateUri } from '../../src/libvirt/evacuate.js';
+import { makespanMs, runQueue, worstExitCode } from '../../src/util/queue.js';
 import { EXIT, MigrationSetupError, UsageError } from '../../src/util/errors.js';
 
 const vm = (name: string, extra: Record<string, unknown> = {}) => ({
@@ -76,6 +78,102 @@ describe('evacuation plan', () => {
   });
 });
 
+const lvm = (name: string, extra: Record<string, unknown> = {}) => ({
+  name,
+  libvirt: 'qemu+unix:///system?socket=/run/src/libvirt-sock',
+  to: 'qemu+unix:///system?socket=/run/dst/libvirt-sock',
+  ramMiB: 128,
+  ...extra,
+});
+
+describe('evacuation plan: QMP monitors or libvirt domains', () => {
+  it('a libvirt VM: its domain defaults to its name; evacuees go to the libvirt driver with their session options', () => {
+    const p = parsePlan(
+      plan({
+        deadlineS: 40,
+        vms: [
+          lvm('web1', { migrateUri: 'tcp:10.0.0.2:49152', listenAddress: '10.0.0.2' }),
+          lvm('db', { domain: 'db-prod' }),
+        ],
+      }),
+    );
+    expect(p.vms.map((v) => v.kind)).toEqual(['libvirt', 'libvirt']);
+    const e = evacuees(p, scheduleFor(p, 2), () => 1);
+    expect(e.driver).toBe('libvirt');
+    expect(e.vms).toEqual([
+      expect.objectContaining({
+        name: 'web1',
+        libvirt: 'qemu+unix:///system?socket=/run/src/libvirt-sock',
+        domain: 'web1',
+        to: 'qemu+unix:///system?socket=/run/dst/libvirt-sock',
+        migrateUri: 'tcp:10.0.0.2:49152',
+        listenAddress: '10.0.0.2',
+        deadlineMs: 40_000,
+        downtimeBudgetMs: 300,
+      }),
+      expect.objectContaining({ name: 'db', domain: 'db-prod', migrateUri: undefined }),
+    ]);
+    // The simulator sees a libvirt VM as any other: RAM, workload, policy.
+    expect(predictionFleet(p).vms.map((v) => v.name)).toEqual(['web1', 'db']);
+    expect(evacuees(parsePlan(plan()), scheduleFor(parsePlan(plan()), 2), () => 1).driver).toBe('qmp');
+  });
+
+  it('planner caps reach libvirt VMs as the QMP ones', () => {
+    const p = parsePlan(
+      plan({
+        strategy: 'planner',
+        vms: ['a', 'b', 'c', 'd'].map((n) => lvm(n, { workload: 'rate:24:2000' })),
+      }),
+    );
+    const s = scheduleFor(p, 'planner');
+    const e = evacuees(p, s, () => 1);
+    expect(e.driver).toBe('libvirt');
+    for (const v of e.vms) expect(v.maxBandwidthBps).toBe(s.capsBps.get(v.name));
+  });
+
+  it.each([
+    [
+      [vm('a', { libvirt: 'qemu:///system', to: 'qemu+unix:///system?socket=/d' })],
+      /vms\.0: either QMP monitors \(source, destination, uri\) or a libvirt domain \(libvirt, domain, to\), not both/,
+    ],
+    [[vm('a', { domain: 'a' })], /vms\.0: either QMP monitors .* not both/],
+    [
+      [{ name: 'a', ramMiB: 128 }],
+      /vms\.0: name its QMP monitors \(source, destination, uri\) or its libvirt domain \(libvirt, domain, to\)/,
+    ],
+    [[lvm('a', { to: undefined })], /vms\.0\.to: /],
+    [[lvm('a', { libvirt: undefined, domain: 'a' })], /vms\.0\.libvirt: /],
+    [[lvm('a', { source: undefined, extra: 1 })], /vms\.0: Unrecognized key/],
+    [[lvm('a', { domain: 'x/y' })], /vms\.0\.domain: a domain name has no slash/],
+    [[lvm('a', { libvirt: 'qemu+ssh://h/system' })], /vms\.0 \(a\): unsupported libvirt URI/],
+    [[lvm('a', { migrateUri: 'exec:sh' })], /vms\.0 \(a\): .*exec: runs a shell/],
+    [[lvm('a', { migrateUri: 'fd:3' })], /vms\.0 \(a\): .*libvirt takes tcp:, unix: or rdma:/],
+    [[lvm('a'), lvm('b', { domain: 'a' })], /vms\.1 \(b\): domain a on .* is also a's/],
+    [
+      [vm('a'), lvm('b')],
+      /vms\.1 \(b\) is a libvirt domain but vms\.0 \(a\) names QMP monitors: one plan evacuates through one driver/,
+    ],
+    [[lvm('a'), vm('b')], /vms\.1 \(b\) names QMP monitors but vms\.0 \(a\) is a libvirt domain/],
+  ])('refuses a VM %j in one line', (vms, msg) => {
+    let err: unknown;
+    try {
+      parsePlan(plan({ vms }), 'p.json');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(UsageError);
+    expect((err as Error).message).toMatch(msg);
+    expect((err as Error).message).toMatch(/^p\.json: /);
+    expect((err as Error).message).not.toContain('\n');
+  });
+
+  it("libvirt's migrate URI: tcp:HOST:PORT as `migrate --libvirt` takes it", () => {
+    expect(checkLibvirtMigrateUri('tcp:10.0.0.2:49152')).toBe('tcp://10.0.0.2:49152');
+    expect(checkLibvirtMigrateUri('tcp://10.0.0.2:49152')).toBe('tcp://10.0.0.2:49152');
+    expect(checkLibvirtMigrateUri('unix:/run/m.sock')).toBe('unix:/run/m.sock');
+  });
+});
+
 describe('schedules', () => {
   it('fixed N: the plan order, N at a time, no caps, predicted by simulating exactly that', () => {
     const s = scheduleFor(parsePlan(plan()), 2);
@@ -123,7 +221,7 @@ describe('schedules', () => {
       );
       const s = scheduleFor(p, 'planner');
       expect(s.chosen).toMatch(chosen);
-      const list = evacuees(p, s, () => 60_000);
+      const list = evacuees(p, s, () => 60_000).vms;
       expect(list.map((e) => e.name)).toEqual(s.order);
       for (const e of list) {
         expect(e.maxBandwidthBps).toBe(s.capsBps.get(e.name));
@@ -143,7 +241,7 @@ describe('schedules', () => {
 
   it('evacuees follow the schedule order and take the plan deadline when it gives one', () => {
     const p = parsePlan(plan({ deadlineS: 30 }));
-    const list = evacuees(p, { ...scheduleFor(p, 2), order: ['d', 'c', 'b', 'a'] }, () => 1);
+    const list = evacuees(p, { ...scheduleFor(p, 2), order: ['d', 'c', 'b', 'a'] }, () => 1).vms;
     expect(list.map((e) => e.name)).toEqual(['d', 'c', 'b', 'a']);
     expect(list.every((e) => e.deadlineMs === 30_000 && e.policy.policy.name === 'frs')).toBe(true);
   });

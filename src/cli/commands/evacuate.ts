@@ -3,7 +3,7 @@ import {
   evacuationTable,
   evacuees,
   makespanLine,
-  qmpReport,
+  driverReport,
   readPlan,
   scheduleFor,
   type EvacStrategy,
@@ -11,6 +11,8 @@ import {
 } from '../../bench/evacuate.js';
 import { labEvacuation, type LabEvacuationReport } from '../../bench/lab-evacuate.js';
 import { parseLink } from '../../lab/link.js';
+import type { MigrationResult } from '../../core/result.js';
+import { evacuateLibvirt } from '../../libvirt/evacuate.js';
 import { evacuateQmp, worstExitCode } from '../../migration/evacuate.js';
 import { parsePolicyOptions } from '../../policy/index.js';
 import { parseLabWorkload } from '../../util/specs.js';
@@ -41,10 +43,10 @@ function registerEvacuate(program: Command): void {
     .command('evacuate')
     .argument(
       '<plan>',
-      'plan file (JSON or YAML): strategy, link, policy, vms (source, destination, uri, ramMiB, …)',
+      'plan file (JSON or YAML): strategy, link, policy, vms (source, destination, uri or libvirt, domain, to; ramMiB, …)',
     )
     .description(
-      "migrate a plan's VMs off their host through the QMP driver, N at a time or as the simulator's planner orders",
+      "migrate a plan's VMs off their host (QMP monitors or libvirt domains), N at a time or as the simulator's planner orders",
     )
     .option('--strategy <s>', "override the plan's strategy: N at a time (fixed:N) or planner", strategyArg)
     .option('--json', 'indent the JSON report on stdout')
@@ -56,26 +58,38 @@ function registerEvacuate(program: Command): void {
           `${file}: strategy planner needs the link the migrations share (link: e.g. 1gbit)`,
         );
       const schedule = scheduleFor(plan, strategy);
-      const vms = evacuees(
+      const evac = evacuees(
         plan,
         schedule,
         (ramMiB, cap) =>
           resolveDeadline({ ramBytes: ramMiB * 2 ** 20, bandwidthBps: cap ?? linkRate(plan.link) }).ms,
       );
       const signal = interruptSignal();
-      // Said once every monitor answered, so a refusal before that stays the one line on stderr.
-      const announce = `evacuating ${vms.length} VM(s): ${schedule.strategy}${schedule.chosen ? ` (${schedule.chosen})` : ''}, ${schedule.concurrency} at a time, order ${schedule.order.join(' ')}\n`;
+      // Said once every daemon or monitor answered, so a refusal before that stays the one line on stderr.
+      const announce = `evacuating ${evac.vms.length} VM(s) through ${evac.driver === 'qmp' ? 'QMP' : 'libvirt'}: ${schedule.strategy}${schedule.chosen ? ` (${schedule.chosen})` : ''}, ${schedule.concurrency} at a time, order ${schedule.order.join(' ')}\n`;
       let started = 0;
-      const run = await evacuateQmp(vms, schedule.concurrency, {
+      const hooks = <V extends { name: string }>(to: (vm: V) => string) => ({
         signal,
-        onStart: (vm) =>
-          process.stderr.write(`${started++ ? '' : announce}${vm.name}: migrating to ${vm.migrateUri}\n`),
-        onEnd: (vm, r, err) =>
+        onStart: (vm: V) =>
+          process.stderr.write(`${started++ ? '' : announce}${vm.name}: migrating to ${to(vm)}\n`),
+        onEnd: (vm: V, r: MigrationResult | undefined, err?: Error) =>
           process.stderr.write(
             `${vm.name}: ${r ? `${r.outcome}, guest runs on ${r.guestRunsOn}` : `error: ${err?.message}`}\n`,
           ),
       });
-      const report = qmpReport(schedule, vms, run);
+      const run =
+        evac.driver === 'qmp'
+          ? await evacuateQmp(
+              evac.vms,
+              schedule.concurrency,
+              hooks((vm) => vm.migrateUri),
+            )
+          : await evacuateLibvirt(
+              evac.vms,
+              schedule.concurrency,
+              hooks((vm) => vm.to),
+            );
+      const report = driverReport(schedule, evac.vms, run);
       printReport(report, o.json);
       process.exitCode = report.exitCode;
     });
