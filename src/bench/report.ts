@@ -8,6 +8,7 @@ import { driverOf, driversOf, verificationOf, type Results, type RunRecord } fro
 import { quantile, verdictOf, type Interval } from './stats.js';
 import { stallOf, summarize, type Cell, type Estimate, type Summary } from './summary.js';
 import { escapeHtml, toHtml, toMarkdown, type Block } from './tables.js';
+import { vsBaselines } from './vs-baselines.js';
 
 const MiB = 2 ** 20;
 const pct = (x: number) => (Number.isFinite(x) ? `${Math.round(x * 100)}%` : '–');
@@ -128,6 +129,62 @@ function headlineBlocks(results: Results, sum: Summary): Block[] {
         (missing.length
           ? ` No ratio: ${missing.map((p) => `${p.policy} (${p.missing.join(', ')})`).join('; ')}.`
           : ''),
+    },
+  ];
+}
+
+/**
+ * Against the strongest baseline (issue 17): only in results that ran production rules. Ratios of
+ * our policies' medians to the strongest baseline's on each workload, and their geometric mean.
+ */
+function vsBaselineBlocks(results: Results, sum: Summary): Block[] {
+  const v = vsBaselines(results, sum);
+  if (!v) return [];
+  const stallText = (ms: number | undefined) => (ms === undefined ? '–' : `${ms0(ms)} ms`);
+  return [
+    { kind: 'heading', level: 2, text: 'Against the strongest baseline' },
+    {
+      kind: 'paragraph',
+      text: "Per workload, the strongest baseline is the one with the lowest median guest stall among relaxed(L*) and the production rules that completed every run (fixed by rule before looking at our policies); each of ours is compared with it on the same runs' medians, 95% intervals by resampling.",
+    },
+    {
+      kind: 'table',
+      table: {
+        head: ['workload', 'strongest baseline', 'its stall', 'every baseline: success, median stall'],
+        rows: v.strongest.map((b) => [
+          b.workload,
+          b.policy ?? 'none completed every run',
+          stallText(b.stallMs),
+          b.candidates
+            .map(
+              (c) =>
+                `${c.policy} ${pct(c.successRate)} ${Number.isFinite(c.stallMs) ? `${ms0(c.stallMs)} ms` : '–'}`,
+            )
+            .join('; '),
+        ]),
+      },
+    },
+    {
+      kind: 'table',
+      table: {
+        head: ['policy', 'workload', 'stall vs strongest', 'time vs strongest', 'data vs strongest'],
+        rows: [
+          ...v.perWorkload.map((r) => [
+            r.policy,
+            r.workload,
+            ratioText(r.ratios?.stall),
+            ratioText(r.ratios?.total),
+            ratioText(r.ratios?.bytes),
+          ]),
+          ...v.geo.map((g) => [
+            g.policy,
+            g.missing.length ? `geometric mean (none: ${g.missing.join(', ')})` : 'geometric mean',
+            ratioText(g.ratios?.stall),
+            ratioText(g.ratios?.total),
+            ratioText(g.ratios?.bytes),
+          ]),
+        ],
+      },
     },
   ];
 }
@@ -268,7 +325,12 @@ export function headlineMarkdown(results: Results, sum: Summary = summarize(resu
       ? " Stall here is the recorded `guestDowntimeMs` (runs from before the guest's total stall was measured: for post-copy runs only the longest silence)."
       : '');
   const [, table, how] = headlineBlocks(results, sum);
-  return toMarkdown([{ kind: 'paragraph', text: setup }, table!, how!]).trimEnd();
+  return toMarkdown([
+    { kind: 'paragraph', text: setup },
+    table!,
+    how!,
+    ...vsBaselineBlocks(results, sum),
+  ]).trimEnd();
 }
 
 /** The report as blocks: report.md and report.html render the same ones. */
@@ -276,6 +338,7 @@ export function reportBlocks(results: Results, sum: Summary = summarize(results)
   return [
     ...introBlocks(results, sum),
     ...headlineBlocks(results, sum),
+    ...vsBaselineBlocks(results, sum),
     ...sum.workloads.flatMap((w) => workloadBlocks(w, sum)),
     ...driverBlocks(results, sum.policies, sum.relaxed, { est, ratioText }),
     ...oracleBlocks(sum),

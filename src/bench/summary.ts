@@ -175,7 +175,7 @@ export function verdicts(r: Ratios | undefined): Record<Objective, Verdict> | un
  * relaxed(L*)'s runs: a matrix cell labelled relaxed(…) (older and simulated results), else the
  * ladder's runs at L* (every rung runs on every rep).
  */
-function relaxedRuns(results: Results): { label?: string; runs: RunRecord[] } {
+export function relaxedRuns(results: Results): { label?: string; runs: RunRecord[] } {
   const matrix = results.runs.filter((r) => r.role === 'matrix');
   const label = matrix.find((r) => r.policy.startsWith('relaxed('))?.policy;
   if (label) return { label, runs: matrix.filter((r) => r.policy === label) };

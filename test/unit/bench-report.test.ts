@@ -260,3 +260,62 @@ describe('bench config and provenance', () => {
     expect(() => assertPublishable({ ...dirty, root: null }, '/r/docs/results')).not.toThrow();
   });
 });
+
+describe('against the strongest baseline (issue 17)', () => {
+  // relaxed(L*) runs are the ladder's at L* (2000 here).
+  const ladder = (workload: string, rep: number, totalStallMs: number) =>
+    run({
+      workload,
+      policy: 'relaxed(2000)',
+      policyName: 'relaxed',
+      policyConfig: { downtimeLimitMs: 2000 },
+      role: 'ladder',
+      rep,
+      key: `ladder|${workload}|2000|${rep}`,
+      totalStallMs,
+    });
+  const reps = [0, 1, 2, 3, 4];
+  const runs = (workload: string, policy: string, stall: number, o: Partial<RunRecord> = {}) =>
+    reps.map((rep) =>
+      run({
+        workload,
+        policy,
+        rep,
+        key: `matrix|${workload}|${policy}|${rep}`,
+        totalStallMs: stall + rep,
+        ...o,
+      }),
+    );
+
+  it('picks, per workload, the baseline with the lowest median stall among those that completed every run', () => {
+    const r = results(
+      [
+        ...reps.map((rep) => ladder('a', rep, 2000 + rep)),
+        ...reps.map((rep) => ladder('b', rep, 2000 + rep)),
+        // proxmox is best on a; on b it stalls least but failed a run: not eligible, xen is.
+        ...runs('a', 'proxmox', 1000),
+        ...runs('b', 'proxmox', 500).map((x, i) =>
+          i === 0 ? { ...x, success: false, sloSuccess: false } : x,
+        ),
+        ...runs('a', 'xen', 1500),
+        ...runs('b', 'xen', 1800),
+        ...runs('a', 'adaptive', 500),
+        ...runs('b', 'adaptive', 1800),
+      ],
+      ['a', 'b'],
+    );
+    const md = reportMarkdown(r);
+    expect(md).toContain('## Against the strongest baseline');
+    expect(md).toMatch(/\| a\s+\| proxmox\s+\| 1002 ms/);
+    expect(md).toMatch(/\| b\s+\| xen\s+\| 1802 ms/);
+    // adaptive: half proxmox's stall on a, a tie with xen on b; the geometric mean ≈ −29%.
+    expect(md).toMatch(/\| adaptive \| a\s+\| −50%/);
+    expect(md).toMatch(/\| adaptive \| b\s+\| tie \+0%/);
+    expect(md).toMatch(/\| adaptive \| geometric mean\s+\| −29%/);
+  });
+
+  it('is absent from results without production rules (the older benches stay as they were)', () => {
+    const r = results([...reps.map((rep) => ladder('a', rep, 2000)), ...runs('a', 'frs', 1000)], ['a']);
+    expect(reportMarkdown(r)).not.toContain('strongest baseline');
+  });
+});
