@@ -101,6 +101,37 @@ describe('kvmigrate evacuate PLAN through libvirt', () => {
     }
   });
 
+  it("Ctrl-C cancels the running migration by the core's rules: the source runs on, nothing more starts, exit 1", async () => {
+    const [a, b] = await twoGuests();
+    // The operator's cap on the first domain (1 MiB/s: its 128 MiB take two minutes) is kept.
+    const speed = await src.maxSpeed(a!.name);
+    await src.setMaxSpeed(a!.name, 1);
+    try {
+      const plan = writePlan('plan-int.json', [libvirtVm(a!, 0), libvirtVm(b!, 1)], { strategy: 1 });
+      const { code, stdout, stderr, interrupted } = await kvmigrateChild(['evacuate', plan], {
+        interruptWhen: /vm1: migrating/,
+        afterMs: 1500,
+      }).exited;
+      expect(interrupted, stderr).toBe(true);
+      expect(code, stderr).toBe(EXIT.migrationFailed);
+      const report = JSON.parse(stdout);
+      expect(report.vms.map((v: { outcome: string }) => v.outcome)).toEqual(['cancelled', 'not started']);
+      expect(report.vms[0]).toMatchObject({ guestRunsOn: 'source', exitCode: 1 });
+      expect(report.vms[0].reason).toMatch(/interrupted/);
+      expect(report.vms[0].transferredBytes).toBeLessThan(16 * 2 ** 20);
+    } finally {
+      await src.setMaxSpeed(a!.name, speed);
+    }
+    for (const g of [a!, b!]) {
+      expect((await src.domainState(g.name)).state).toBe('running');
+      expect(['none', 'cancelled']).toContain((await src.jobStats(g.name)).status);
+      await expectBeats(g);
+      // Never on the destination too (libvirt may still be tearing the incoming QEMU down).
+      const there = await dst.domainState(g.name).catch(() => undefined);
+      expect(['running', 'paused']).not.toContain(there?.state);
+    }
+  });
+
   it('two guests, two at a time: both complete, run on the destination daemon, guests intact; exit 0', async () => {
     const [a, b] = await twoGuests();
     const plan = writePlan('plan.json', [libvirtVm(a!, 0), libvirtVm(b!, 1)]);
