@@ -145,12 +145,17 @@ function vsBaselineBlocks(results: Results, sum: Summary): Block[] {
     { kind: 'heading', level: 2, text: 'Against the strongest baseline' },
     {
       kind: 'paragraph',
-      text: "Per workload, the strongest baseline is the one with the lowest median guest stall among relaxed(L*) and the production rules that completed every run (fixed by rule before looking at our policies); each of ours is compared with it on the same runs' medians, 95% intervals by resampling.",
+      text: "Per workload, the strongest baseline is the one with the lowest median guest stall among relaxed(L*) and the production rules that completed every run (fixed by rule before looking at our policies); each of ours is compared with it on the same runs' medians, 95% intervals by resampling. ×slowdown is the guest's progress during pre-copy relative to before (×1.00 = unaffected): a rule that throttles the vCPUs buys its short stall with it.",
     },
     {
       kind: 'table',
       table: {
-        head: ['workload', 'strongest baseline', 'its stall', 'every baseline: success, median stall'],
+        head: [
+          'workload',
+          'strongest baseline',
+          'its stall',
+          'every baseline: success, median stall, ×slowdown',
+        ],
         rows: v.strongest.map((b) => [
           b.workload,
           b.policy ?? 'none completed every run',
@@ -158,7 +163,8 @@ function vsBaselineBlocks(results: Results, sum: Summary): Block[] {
           b.candidates
             .map(
               (c) =>
-                `${c.policy} ${pct(c.successRate)} ${Number.isFinite(c.stallMs) ? `${ms0(c.stallMs)} ms` : '–'}`,
+                `${c.policy} ${pct(c.successRate)} ${Number.isFinite(c.stallMs) ? `${ms0(c.stallMs)} ms` : '–'}` +
+                (Number.isFinite(c.slowdown) ? ` ×${c.slowdown.toFixed(2)}` : ''),
             )
             .join('; '),
         ]),

@@ -28,8 +28,8 @@ export interface StrongestBaseline {
   /** Its label (`relaxed(2000)`, `proxmox`), or undefined when no baseline completed every run. */
   policy?: string;
   stallMs?: number;
-  /** Every baseline that ran on the workload: success rate and median stall. */
-  candidates: { policy: string; successRate: number; stallMs: number }[];
+  /** Every baseline that ran on the workload: success rate, median stall and median slowdown. */
+  candidates: { policy: string; successRate: number; stallMs: number; slowdown: number }[];
 }
 
 export interface VsBaselines {
@@ -57,7 +57,9 @@ export function vsBaselines(all: Results, sum: Summary): VsBaselines | undefined
   const strongest = sum.workloads.map((w): StrongestBaseline => {
     const candidates = baselines.flatMap((p) => {
       const c = sum.cells.find((x) => x.workload === w && x.policy === p);
-      return c && c.runs > 0 ? [{ policy: p, successRate: c.successRate, stallMs: c.stallMs.median }] : [];
+      return c && c.runs > 0
+        ? [{ policy: p, successRate: c.successRate, stallMs: c.stallMs.median, slowdown: c.slowdown.median }]
+        : [];
     });
     const complete = candidates.filter((c) => c.successRate === 1 && Number.isFinite(c.stallMs));
     const best = complete.reduce<(typeof complete)[number] | undefined>(
