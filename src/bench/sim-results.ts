@@ -1,8 +1,10 @@
+import { BASELINE_MS } from '../lab/lab.js';
 import { HEARTBEAT_PERIOD_MS } from '../lab/serial.js';
 import { cellOf, parseBenchCell } from './config.js';
 import { hostEnvironment, referenceResults, type Results, type RunRecord } from './results.js';
 import { quantile } from './stats.js';
 import { resolvePolicy } from '../policy/index.js';
+import { startedAt } from '../sim/model.js';
 import type { ModelParams } from '../sim/params.js';
 import { simulate } from '../sim/simulate.js';
 import { linkBps, simClasses, type SweepOptions, type SweepRun } from '../sim/sweep.js';
@@ -133,6 +135,12 @@ export const LAB_STREAM_CAPS: Record<number, number> = { 1: 501e6, 4: 1157e6 };
  * measured 4 channels a median 43 ms (23–57) longer than one stream on the same workloads.
  */
 export const LAB_SWITCH_MS_PER_EXTRA_CHANNEL = 14;
+/**
+ * How long the lab's guest program has been writing when the migration starts, s: the lab waits
+ * BASELINE_MS after the first heartbeat, which comes one heartbeat period after the program starts
+ * its loop. A bursty guest is that far into its cycle (burst:200:1000:2500: just into its quiet phase).
+ */
+export const LAB_WORKLOAD_START_S = (BASELINE_MS + HEARTBEAT_PERIOD_MS) / 1000;
 
 /**
  * A validation bench: its workloads are cells with their own RAM, link and streams
@@ -215,7 +223,7 @@ export function validate(real: Results): Validation {
       ramBytes: c.ramMiB * MiB,
       linkBps: bps,
       rttMs,
-      classes: simClasses(c.workload),
+      classes: startedAt(simClasses(c.workload), LAB_WORKLOAD_START_S),
       policy,
       downtimeBudgetMs: real.matrix.downtimeBudgetMs,
       deadlineMs: real.matrix.deadlineS * 1000,

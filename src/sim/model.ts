@@ -22,6 +22,22 @@ export interface PageClass {
   duty?: { onS: number; offS: number };
   /** A recorded trace: the write rate's share over time (step function, replayed in a loop). */
   schedule?: { atS: number; share: number }[];
+  /**
+   * The class's own clock when the migration starts, seconds (default 0): a burst or phase
+   * workload is this far into its cycle. The lab starts migrating BASELINE_MS after the guest's
+   * first heartbeat, so its bursty guest (1 s on, 2.5 s off) is then just into its first quiet phase.
+   */
+  startS?: number;
+}
+
+/** The class's clock at migration time `t` (seconds): where a burst or phase is in its cycle. */
+export function classClock(c: PageClass, t: number): number {
+  return t + (c.startS ?? 0);
+}
+
+/** The same classes, `startS` seconds into their cycles when the migration starts. */
+export function startedAt(classes: PageClass[], startS: number): PageClass[] {
+  return classes.map((c) => (c.duty || c.periodS ? { ...c, startS } : c));
 }
 
 /** The host and guest facts a simulated workload needs; defaults measured on this project's TCG lab. */
@@ -97,9 +113,10 @@ export function workloadClasses(w: WorkloadSpec, facts: GuestFacts = TCG_GUEST):
 }
 
 /** Share of [t, t + dt] (seconds) during which the class writes: 1 unless it bursts. */
-export function activeShare(c: PageClass, t: number, dt: number): number {
-  if (c.schedule?.length) return scheduledShare(c.schedule, t + dt / 2);
+export function activeShare(c: PageClass, at: number, dt: number): number {
+  if (c.schedule?.length) return scheduledShare(c.schedule, at + dt / 2);
   if (!c.duty || dt <= 0) return 1;
+  const t = classClock(c, at);
   const cycle = c.duty.onS + c.duty.offS;
   const onBefore = (x: number) => Math.floor(x / cycle) * c.duty!.onS + Math.min(x % cycle, c.duty!.onS);
   return (onBefore(t + dt) - onBefore(t)) / dt;

@@ -89,14 +89,30 @@ export interface ModelParams {
    */
   dirtyLogFaultUs: number;
   /**
-   * Post-copy: the guest runs on the destination and stalls on each page it touches that has not
-   * arrived; the source streams the missing pages in address order from its cursor (urgent ones
-   * first). The guest is counted stalled while more than `postcopyStallShare` of its writes still
-   * land on missing pages (fitted to the lab's heartbeat-measured stalls, docs/results-postcopy),
-   * plus one fault round trip (link RTT + `faultUs` of userfaultfd handling on both sides).
+   * Post-copy: the guest runs on the destination and each vCPU that touches a page not there yet
+   * blocks (userfaultfd) until it arrives; the source streams the missing pages in address order
+   * from its cursor and sends requested pages first (get_queued_page; the scan then continues after
+   * the requested page). One fault costs the vCPU the round trip (link RTT + `faultUs` of
+   * userfaultfd handling and the request's path on both sides), the page itself on the link, and —
+   * without the `postcopy-preempt` capability — every byte of the background stream already queued
+   * ahead of it: "explicitly requested pages need to wait until all other pages already queued are
+   * transferred" (libvirt, VIR_MIGRATE_POSTCOPY_PREEMPT). `postcopyQueueBytes` is that backlog:
+   * the socket's unsent bytes, which QEMU's blocking writes keep full, plus what TCP small queues
+   * let into the qdisc (~1 ms at the pacing rate). Linux autotunes the send buffer to about twice
+   * the congestion window — a few hundred KB on a LAN-like link, up to tcp_wmem's 4 MiB on a long
+   * fat one. Default 256 KiB (2 ms at 1 Gbit): an assumption, bounded by the lab's sweeping guest,
+   * which faults on the kernel's pages while its own follow the stream: its stall after an early
+   * switch (adaptive, docs/results-postcopy, 0.6–1.0 s) is 0.5 s simulated with no backlog, 0.7 s
+   * with 256 KiB, 1.6 s with 1 MiB. 0 with postcopy-preempt (urgent pages on their own channel).
+   *
+   * The guest counts as stalled while its vCPUs spend more time blocked on faults than running:
+   * a vCPU writing w pages/s of which a share m lands on missing pages runs 1/(w·m) between faults
+   * and waits one fault's cost L each, so it is stalled while w·m·L > 1. A writer as fast as the
+   * lab's (6.8 M pages/s) stalls until nearly its whole working set has crossed; a paced one
+   * (20,000 pages/s) runs again once fewer than one in w·L of its pages is missing.
    */
-  postcopyStallShare: number;
   faultUs: number;
+  postcopyQueueBytes: number;
 }
 
 export const DEFAULT_PARAMS: ModelParams = {
@@ -111,8 +127,8 @@ export const DEFAULT_PARAMS: ModelParams = {
   vcpus: 1,
   pageBytes: 4096,
   dirtyLogFaultUs: 0,
-  postcopyStallShare: 0.08,
   faultUs: 50,
+  postcopyQueueBytes: 256 * 1024,
 };
 
 /** Milliseconds one bitmap sync of `ramBytes` costs. */
@@ -128,4 +144,10 @@ export function streamCapBps(p: ModelParams): number {
 /** Guest RAM examined per second for zero pages: the main thread, or every multifd channel. */
 export function scanRate(p: ModelParams): number {
   return p.channels > 1 ? p.channels * p.scanBytesPerS : p.scanBytesPerS;
+}
+
+/** Milliseconds one post-copy page fault blocks a vCPU when the streams get `rateBps` and the round trip is `rttMs`. */
+export function faultMs(p: ModelParams, rttMs: number, rateBps: number): number {
+  if (!(rateBps > 0)) return Infinity;
+  return rttMs + p.faultUs / 1000 + ((p.pageBytes + 8 + p.postcopyQueueBytes) / rateBps) * 1000;
 }

@@ -1,6 +1,6 @@
 import type { MigrationInfo } from '../core/sample.js';
-import { activeShare, newlyDirtied, type PageClass } from './model.js';
-import { scanRate, syncMs, type ModelParams } from './params.js';
+import { activeShare, classClock, newlyDirtied, type PageClass } from './model.js';
+import { faultMs, scanRate, syncMs, type ModelParams } from './params.js';
 
 /** Bytes on the wire besides the page itself: a page record header; a zero page is header + fill byte. */
 const PAGE_HEADER = 8;
@@ -249,7 +249,8 @@ export class MigrationModel {
       if (k.c.sequential) k.cursor += k.c.rate * (1 - this.throttle) * dt * activeShare(k.c, t / 1000, dt);
       if (
         k.c.periodS &&
-        Math.floor(t / 1000 / k.c.periodS) !== Math.floor((t + stepMs) / 1000 / k.c.periodS)
+        Math.floor(classClock(k.c, t / 1000) / k.c.periodS) !==
+          Math.floor(classClock(k.c, (t + stepMs) / 1000) / k.c.periodS)
       ) {
         // The hot window moved: its pages in the bitmap stay, but the new window starts clean in the log.
         k.log = 0;
@@ -323,7 +324,7 @@ export class MigrationModel {
         // phase: the hot window's regions, at its current place in the region it moves through.
         const windowRegions = Math.max(1, Math.ceil(k.c.pages / R));
         const places = Math.max(1, Math.floor(k.regionCount / windowRegions));
-        const at = (Math.floor(this.t / 1000 / k.c.periodS) % places) * windowRegions;
+        const at = (Math.floor(classClock(k.c, this.t / 1000) / k.c.periodS) % places) * windowRegions;
         for (let r = 0; r < windowRegions; r++) out.push(k.firstRegion + at + r);
       } else if (k.log / k.regionCount >= Math.LN2) {
         // At least one write per region with even odds or better.
@@ -402,38 +403,41 @@ export class MigrationModel {
     };
   }
 
-  /** The share of the guest's writes that land on pages the destination does not have yet. */
-  private missShare(): number {
+  /**
+   * Writes per second the guest would make on pages the destination does not have yet, were it
+   * never blocked: each class's write rate × the share of its pages still missing. A sequential
+   * writer is not counted: QEMU's scan follows its faults, so it runs at the link's pace, slowed
+   * rather than stopped (its first pages are the urgent queue entries).
+   */
+  private faultDemand(): number[] {
     const sw = this.sw!;
-    let writes = 0;
-    let missed = 0;
-    this.classes.forEach((k, i) => {
-      const w = k.c.rate * activeShare(k.c, this.t / 1000, 0.001);
-      writes += w;
-      // A sequential writer is slowed to the link's pace, not stalled, once its next pages come first.
-      if (k.c.sequential) return;
-      missed += (w * sw.missing![i]!) / Math.max(1, k.c.pages);
-    });
-    return writes > 0 ? missed / writes : 0;
+    return this.classes.map((k, i) =>
+      k.c.sequential
+        ? 0
+        : (k.c.rate * (1 - this.throttle) * activeShare(k.c, this.t / 1000, 0.001) * sw.missing![i]!) /
+          Math.max(1, k.c.pages),
+    );
   }
 
   /**
-   * Post-copy page requests: each vCPU that touches a missing page blocks for one round trip
-   * (link RTT + userfaultfd handling + the page's own transfer) and QEMU sends requested pages
-   * before its background stream (get_queued_page). Mean-field: the vCPUs fault on the classes
-   * they write, in proportion to how often their writes miss. Returns the bytes it used.
+   * Post-copy page requests: a vCPU that touches a missing page blocks for one fault (faultMs:
+   * round trip, the page, and the background bytes queued ahead of it) and QEMU sends requested
+   * pages before its background stream (get_queued_page). Mean-field: a vCPU that would fault f
+   * times a second runs 1/f between faults and waits L each, so it faults f/(1 + f·L) times a
+   * second, on the classes in proportion to how often their writes miss. Returns the bytes used.
    */
   private faultIn(ms: number, rateBps: number, budget: number): number {
     const sw = this.sw!;
-    const weights = this.classes.map((k, i) =>
-      k.c.sequential
-        ? 0
-        : (k.c.rate * activeShare(k.c, this.t / 1000, 0.001) * sw.missing![i]!) / Math.max(1, k.c.pages),
-    );
+    const weights = this.faultDemand();
     const total = weights.reduce((a, b) => a + b, 0);
     if (total <= 0) return 0;
-    const perFaultMs = this.o.rttMs + this.o.params.faultUs / 1000 + (this.fullPageBytes / rateBps) * 1000;
-    const faults = Math.min(budget / this.fullPageBytes, (this.o.params.vcpus * ms) / perFaultMs);
+    const vcpus = this.o.params.vcpus;
+    const perFaultS = faultMs(this.o.params, this.o.rttMs, rateBps) / 1000;
+    const perVcpu = total / vcpus;
+    const faults = Math.min(
+      budget / this.fullPageBytes,
+      ((vcpus * perVcpu) / (1 + perVcpu * perFaultS)) * (ms / 1000),
+    );
     let used = 0;
     weights.forEach((w, i) => {
       const pages = Math.min(sw.missing![i]!, (faults * w) / total);
@@ -456,6 +460,12 @@ export class MigrationModel {
     );
     this.transferred += used;
     return used;
+  }
+
+  /** Whether the guest still stalls: its vCPUs spend more time waiting for faults than running (w·m·L > 1). */
+  private stalled(rateBps: number): boolean {
+    const perVcpu = this.faultDemand().reduce((a, b) => a + b, 0) / this.o.params.vcpus;
+    return perVcpu * (faultMs(this.o.params, this.o.rttMs, rateBps) / 1000) > 1;
   }
 
   /** One step of a switch in progress at `rateBps`; returns how the migration ended, once it has. */
@@ -493,7 +503,7 @@ export class MigrationModel {
     const unused = rateBps > 0 ? (budget / rateBps) * 1000 : 0;
     const now = this.t + ms - unused;
     if (sw.kind === 'postcopy' && sw.stallEndAt === undefined && sw.fixedMsLeft <= 0 && !sw.urgentLeft)
-      if (sw.queue.length === 0 || this.missShare() <= this.o.params.postcopyStallShare) sw.stallEndAt = now;
+      if (sw.queue.length === 0 || !this.stalled(rateBps)) sw.stallEndAt = now;
     if (sw.fixedMsLeft > 0 || sw.queue.length > 0) {
       this.t += ms;
       return undefined;

@@ -268,8 +268,6 @@ function checkParams(p: ModelParams, bad: (why: string) => never): void {
   if (!Number.isInteger(p.vcpus) || p.vcpus < 1) bad(`vCPUs must be a whole number ≥ 1, not ${p.vcpus}`);
   if (!(p.pageBytes >= 4096 && Number.isInteger(Math.log2(p.pageBytes))))
     bad(`the page size must be a power of two ≥ 4096 bytes, not ${p.pageBytes}`);
-  if (!(p.postcopyStallShare >= 0 && p.postcopyStallShare < 1))
-    bad(`postcopyStallShare must be in [0, 1), not ${p.postcopyStallShare}`);
   for (const key of ['channelBps', 'scanBytesPerS'] as const)
     if (!(Number.isFinite(p[key]) && p[key] > 0)) bad(`${key} must be a number above 0, not ${p[key]}`);
   for (const key of [
@@ -280,6 +278,7 @@ function checkParams(p: ModelParams, bad: (why: string) => never): void {
     'switchMsPerExtraChannel',
     'dirtyLogFaultUs',
     'faultUs',
+    'postcopyQueueBytes',
   ] as const)
     if (!(Number.isFinite(p[key]) && p[key] >= 0)) bad(`${key} must be a number ≥ 0, not ${p[key]}`);
 }

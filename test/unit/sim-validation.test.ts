@@ -175,14 +175,17 @@ describe('validate over a validation bench', () => {
 });
 
 describe('the published benches still validate as before', () => {
-  // Median |error| over workload × policy cells when multifd and the validation benches came in;
-  // for docs/results-postcopy, of its re-run under the benchmark rules (5 reps, the guest's total
-  // stall for post-copy runs, which the simulator underestimates on hotcold and sweep; the bursty
-  // guest, which QEMU finishes in its first quiet phase, the simulator does not: +120…+200%).
+  // Median |error| over workload × policy cells since the post-copy stall became the time the
+  // guest's vCPU waits for faults (it stalls while its writes × missing share × one fault's cost
+  // exceed 1) and a bursty guest starts where the lab starts it in its cycle; for
+  // docs/results-postcopy, of its re-run under the benchmark rules (5 reps, the guest's total stall
+  // for post-copy runs). Before: 9%, 59%, 4% (hotcold's stall 0.8 s simulated against 2.4 s, the
+  // bursty guest +120…+200%). What is left there: sweep's stall (+84…+103%: the model's kernel
+  // pages, which a sweeping guest faults on) and the bursty guest's stop-and-copy (−35%, ~50 ms).
   // A guard against the simulator getting worse, not its accuracy goal.
   for (const [dir, limits] of [
     ['docs/results', { total: 0.04, downtime: 0.05, bytes: 0.02 }],
-    ['docs/results-postcopy', { total: 0.09, downtime: 0.59, bytes: 0.04 }],
+    ['docs/results-postcopy', { total: 0.05, downtime: 0.11, bytes: 0.02 }],
   ] as const)
     it(dir, () => {
       const v = validate(readResults(`${dir}/results.json`));
@@ -215,8 +218,11 @@ describe('CI: the simulator against the committed validation benches (docs/resul
   };
   for (const [name, disagreeing] of [
     ['precopy', 0],
-    // At 256 Mbit relaxed(5000)'s stall is 150–170 ms longer than frs's and switch-at-pass(2)'s; the model has them within 30 ms.
-    ['postcopy', 2],
+    // At 256 Mbit the four policies' stalls lie within 3.45–3.74 s (relaxed(5000) 150–170 ms longer than
+    // frs's and switch-at-pass(2)'s, postcopy-after(1) 120–290 ms shorter than the others); the model
+    // has all four within 30 ms: 5 pairs ordered differently. The lab's post-copy stall ends
+    // 100–170 ms before its last page crosses, the model's with it.
+    ['postcopy', 5],
   ] as const)
     it(name, () => {
       const v = validate(readResults(`docs/results-validation/${name}/results.json`));
