@@ -2,7 +2,7 @@ import type { MigrationResult } from '../core/result.js';
 import { checkMigrationUri } from '../core/uri.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
 import { MigrationSetupError, UsageError } from '../util/errors.js';
-import { runQueue, type QueueRun } from '../util/queue.js';
+import { runMigrations, type EvacuationHooks, type QueueRun } from '../util/queue.js';
 import { UNLIMITED_SPEED_MIBPS } from './checks.js';
 import { LibvirtClient } from './client.js';
 import { LibvirtError, UnknownDomainError } from './errors.js';
@@ -30,12 +30,7 @@ export interface LibvirtEvacuee {
   notBeforeMs?: number;
 }
 
-export interface LibvirtEvacuationHooks {
-  signal?: AbortSignal;
-  /** A migration was started / is over (its result). */
-  onStart?: (vm: LibvirtEvacuee) => void;
-  onEnd?: (vm: LibvirtEvacuee, result: MigrationResult | undefined, error?: Error) => void;
-}
+export type LibvirtEvacuationHooks = EvacuationHooks<LibvirtEvacuee, MigrationResult>;
 
 /**
  * A migration URI as libvirt takes it (`migrate --libvirt --migrate-uri`'s forms): tcp:HOST:PORT
@@ -140,31 +135,18 @@ export async function evacuateLibvirt(
       await preflight(ends);
       ready.push({ ...ends, vm: await withinOperatorCap(ends.vm, source) });
     }
-    return await runQueue(
-      ready.map((e) => ({ ...e, name: e.vm.name, notBeforeMs: e.vm.notBeforeMs })),
-      concurrency,
-      async ({ vm, source, destination }) => {
-        hooks.onStart?.(vm);
-        try {
-          const migration = await new LibvirtSession({
-            source,
-            destination,
-            domain: vm.domain,
-            start: { destUri: vm.to, migrateUri: vm.migrateUri, listenAddress: vm.listenAddress },
-            policy: vm.policy,
-            downtimeBudgetMs: vm.downtimeBudgetMs,
-            deadlineMs: vm.deadlineMs,
-            maxBandwidthBps: vm.maxBandwidthBps,
-            signal: hooks.signal,
-          }).run();
-          hooks.onEnd?.(vm, migration);
-          return { migration };
-        } catch (err) {
-          hooks.onEnd?.(vm, undefined, err as Error);
-          throw err;
-        }
-      },
-      { signal: hooks.signal },
+    return await runMigrations(ready, concurrency, hooks, ({ vm, source, destination }) =>
+      new LibvirtSession({
+        source,
+        destination,
+        domain: vm.domain,
+        start: { destUri: vm.to, migrateUri: vm.migrateUri, listenAddress: vm.listenAddress },
+        policy: vm.policy,
+        downtimeBudgetMs: vm.downtimeBudgetMs,
+        deadlineMs: vm.deadlineMs,
+        maxBandwidthBps: vm.maxBandwidthBps,
+        signal: hooks.signal,
+      }).run(),
     );
   } finally {
     await Promise.all(clients.map((c) => c.close()));

@@ -2,10 +2,10 @@ import { resultExitCode } from '../core/result.js';
 import { QmpClient } from '../qmp/index.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
 import { EXIT, KvmigrateError, MigrationSetupError, type ExitCode } from '../util/errors.js';
-import { runQueue, type QueueRun, type QueueSlot } from '../util/queue.js';
+import { runMigrations, type EvacuationHooks, type QueueRun, type QueueSlot } from '../util/queue.js';
 import { MigrationSession, type MigrationResult } from './session.js';
 
-// The queue moved to src/util/queue.ts (the libvirt driver runs it too); its callers import it here.
+// The queue lives in src/util/queue.ts (the libvirt driver runs it too); re-exported for its callers here.
 export { makespanMs, runQueue, worstExitCode, type QueueRun, type QueueSlot } from '../util/queue.js';
 
 /** One VM's exit code in an evacuation: from its result, else from how it failed to run. */
@@ -38,12 +38,7 @@ export interface QmpEvacuee {
   notBeforeMs?: number;
 }
 
-export interface QmpEvacuationHooks {
-  signal?: AbortSignal;
-  /** A migration was started / is over (its result). */
-  onStart?: (vm: QmpEvacuee) => void;
-  onEnd?: (vm: QmpEvacuee, result: MigrationResult | undefined, error?: Error) => void;
-}
+export type QmpEvacuationHooks = EvacuationHooks<QmpEvacuee, MigrationResult>;
 
 /**
  * A plan's bandwidth share never raises the cap the operator set on the source: the share is
@@ -88,33 +83,20 @@ export async function evacuateQmp(
       const destination = await connect(vm.name, 'destination', vm.destination);
       ends.push({ vm: await withinOperatorCap(vm, source), source, destination });
     }
-    return await runQueue(
-      ends.map((e) => ({ ...e, name: e.vm.name, notBeforeMs: e.vm.notBeforeMs })),
-      concurrency,
-      async ({ vm, source, destination }) => {
-        hooks.onStart?.(vm);
-        try {
-          const migration = await new MigrationSession({
-            source,
-            destination,
-            migrateUri: vm.migrateUri,
-            incomingUri: vm.incomingUri,
-            policy: vm.policy,
-            downtimeBudgetMs: vm.downtimeBudgetMs,
-            deadlineMs: vm.deadlineMs,
-            maxBandwidthBps: vm.maxBandwidthBps,
-            // The destination was started with -S (as for `migrate`): in post-copy it must run.
-            startDestinationOnPostcopy: true,
-            signal: hooks.signal,
-          }).run();
-          hooks.onEnd?.(vm, migration);
-          return { migration };
-        } catch (err) {
-          hooks.onEnd?.(vm, undefined, err as Error);
-          throw err;
-        }
-      },
-      { signal: hooks.signal },
+    return await runMigrations(ends, concurrency, hooks, ({ vm, source, destination }) =>
+      new MigrationSession({
+        source,
+        destination,
+        migrateUri: vm.migrateUri,
+        incomingUri: vm.incomingUri,
+        policy: vm.policy,
+        downtimeBudgetMs: vm.downtimeBudgetMs,
+        deadlineMs: vm.deadlineMs,
+        maxBandwidthBps: vm.maxBandwidthBps,
+        // The destination was started with -S (as for `migrate`): in post-copy it must run.
+        startDestinationOnPostcopy: true,
+        signal: hooks.signal,
+      }).run(),
     );
   } finally {
     for (const c of clients) c.close();

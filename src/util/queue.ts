@@ -117,3 +117,39 @@ const SEVERITY: ExitCode[] = [EXIT.ok, EXIT.migrationFailed, EXIT.usage, EXIT.in
 export function worstExitCode(codes: readonly ExitCode[]): ExitCode {
   return codes.reduce<ExitCode>((w, c) => (SEVERITY.indexOf(c) > SEVERITY.indexOf(w) ? c : w), EXIT.ok);
 }
+
+/** What an evacuation's caller hears, whichever driver: a migration was started / is over (its result). */
+export interface EvacuationHooks<V, R> {
+  signal?: AbortSignal;
+  onStart?: (vm: V) => void;
+  onEnd?: (vm: V, result: R | undefined, error?: Error) => void;
+}
+
+/**
+ * A driver's evacuation once its endpoints are connected: `runQueue` over them, in the order
+ * given, each VM at its planned start if it has one; `migrate` runs one VM's migration, and the
+ * hooks hear of its start and end (a thrown error too, then recorded in its slot).
+ */
+export function runMigrations<V extends { name: string; notBeforeMs?: number }, T extends { vm: V }, R>(
+  ready: readonly T[],
+  concurrency: number,
+  hooks: EvacuationHooks<V, R>,
+  migrate: (endpoints: T) => Promise<R>,
+): Promise<QueueRun<{ migration: R }>> {
+  return runQueue(
+    ready.map((e) => ({ endpoints: e, name: e.vm.name, notBeforeMs: e.vm.notBeforeMs })),
+    concurrency,
+    async ({ endpoints }) => {
+      hooks.onStart?.(endpoints.vm);
+      try {
+        const migration = await migrate(endpoints);
+        hooks.onEnd?.(endpoints.vm, migration);
+        return { migration };
+      } catch (err) {
+        hooks.onEnd?.(endpoints.vm, undefined, err as Error);
+        throw err;
+      }
+    },
+    { signal: hooks.signal },
+  );
+}
