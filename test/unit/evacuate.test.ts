@@ -24,6 +24,20 @@ const plan = (extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
+/** The plan is refused with one line naming the file and saying `msg`. */
+function expectRefused(data: unknown, msg: RegExp): void {
+  let err: unknown;
+  try {
+    parsePlan(data, 'p.json');
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(UsageError);
+  expect((err as Error).message).toMatch(msg);
+  expect((err as Error).message).toMatch(/^p\.json: /);
+  expect((err as Error).message).not.toContain('\n');
+}
+
 describe('evacuation plan', () => {
   it('defaults: frs, 300 ms budget; the prediction keeps the plan order', () => {
     const p = parsePlan(plan());
@@ -48,16 +62,7 @@ describe('evacuation plan', () => {
     [{ link: 'fast' }, /fast/],
     [{ extra: 1 }, /Unrecognized key/],
   ])('refuses %j in one line', (change, msg) => {
-    let err: unknown;
-    try {
-      parsePlan(plan(change), 'p.json');
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(UsageError);
-    expect((err as Error).message).toMatch(msg);
-    expect((err as Error).message).toMatch(/^p\.json: /);
-    expect((err as Error).message).not.toContain('\n');
+    expectRefused(plan(change), msg);
   });
 
   it('reads YAML and JSON; a broken file is one line', async () => {
@@ -155,16 +160,7 @@ describe('evacuation plan: QMP monitors or libvirt domains', () => {
     ],
     [[lvm('a'), vm('b')], /vms\.1 \(b\) names QMP monitors but vms\.0 \(a\) is a libvirt domain/],
   ])('refuses a VM %j in one line', (vms, msg) => {
-    let err: unknown;
-    try {
-      parsePlan(plan({ vms }), 'p.json');
-    } catch (e) {
-      err = e;
-    }
-    expect(err).toBeInstanceOf(UsageError);
-    expect((err as Error).message).toMatch(msg);
-    expect((err as Error).message).toMatch(/^p\.json: /);
-    expect((err as Error).message).not.toContain('\n');
+    expectRefused(plan({ vms }), msg);
   });
 
   it("libvirt's migrate URI: tcp:HOST:PORT as `migrate --libvirt` takes it", () => {
