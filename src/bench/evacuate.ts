@@ -116,6 +116,8 @@ export const EvacuationPlanSchema = z
   })
   .strict();
 export type EvacuationPlan = z.infer<typeof EvacuationPlanSchema>;
+/** One VM of a plan: `kind` says which driver it names (QMP monitors or a libvirt domain). */
+export type PlanVm = EvacuationPlan['vms'][number];
 
 /** Reads a plan (JSON, or YAML by extension) and checks it: any problem is one line naming the field. */
 export async function readPlan(file: string): Promise<EvacuationPlan> {
@@ -144,9 +146,10 @@ export function parsePlan(data: unknown, where = 'plan'): EvacuationPlan {
     if (seen.has(vm.name)) throw new UsageError(`${where}: vms.${i}: the name ${vm.name} is used twice`);
     seen.add(vm.name);
     const first = plan.vms[0]!;
+    const kind = (v: PlanVm) => (v.kind === 'qmp' ? 'names QMP monitors' : 'is a libvirt domain');
     if (vm.kind !== first.kind)
       throw new UsageError(
-        `${where}: vms.${i} (${vm.name}) ${vm.kind === 'qmp' ? 'names QMP monitors' : 'is a libvirt domain'} but vms.0 (${first.name}) ${first.kind === 'qmp' ? 'names QMP monitors' : 'is a libvirt domain'}: one plan evacuates through one driver (split it in two)`,
+        `${where}: vms.${i} (${vm.name}) ${kind(vm)} but vms.0 (${first.name}) ${kind(first)}: one plan evacuates through one driver (split it in two)`,
       );
     try {
       if (vm.kind === 'qmp') {
@@ -179,7 +182,7 @@ export function parsePlan(data: unknown, where = 'plan'): EvacuationPlan {
 }
 
 /** A VM's policy: its own, else the plan's. */
-export function policyOf(plan: EvacuationPlan, vm: EvacuationPlan['vms'][number]): ResolvedPolicy {
+export function policyOf(plan: EvacuationPlan, vm: PlanVm): ResolvedPolicy {
   return resolvePolicy(vm.policy ?? plan.policy, vm.policyOptions ?? {});
 }
 
