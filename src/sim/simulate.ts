@@ -164,7 +164,9 @@ export class SimRun {
     }
     m.step(this.stepMs, rateBps);
     let synced = false;
-    if (m.t % this.checkMs < this.stepMs) {
+    // QEMU's migration thread checks its stop rule after each ram_save_iterate, which returns after
+    // ≤ 50 ms of sending or as soon as the bitmap holds nothing more to send (the round is done).
+    if (m.t % this.checkMs < this.stepMs || m.pending() <= 1e-9) {
       const dirtied = this.core.setup.wantsRegions ? m.dirtiedRegions() : [];
       const rule = m.stopRuleSyncs();
       if (rule !== 'no') this.core.regionsDirtied(dirtied);

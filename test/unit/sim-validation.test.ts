@@ -182,9 +182,12 @@ describe('the published benches still validate as before', () => {
   // for post-copy runs). Before: 9%, 59%, 4% (hotcold's stall 0.8 s simulated against 2.4 s, the
   // bursty guest +120…+200%). What is left there: sweep's stall (+84…+103%: the model's kernel
   // pages, which a sweeping guest faults on) and the bursty guest's stop-and-copy (−35%, ~50 ms).
+  // docs/results' total moved from 4% to 5% when a pass began as soon as QEMU's round was done (not
+  // at the next 50 ms check): the lab's link carries 1448 bytes of TCP payload per 1514-byte frame
+  // that tbf counts, which the model does not, and the late passes had hidden that (−4…−5% there).
   // A guard against the simulator getting worse, not its accuracy goal.
   for (const [dir, limits] of [
-    ['docs/results', { total: 0.04, downtime: 0.05, bytes: 0.02 }],
+    ['docs/results', { total: 0.05, downtime: 0.04, bytes: 0.02 }],
     ['docs/results-postcopy', { total: 0.05, downtime: 0.11, bytes: 0.02 }],
   ] as const)
     it(dir, () => {
@@ -206,12 +209,12 @@ describe('the published benches still validate as before', () => {
 
 describe('CI: the simulator against the committed validation benches (docs/results-validation)', () => {
   // The goal is 10% on total time and guest downtime per cell. The cells beyond it (with the lab's
-  // multifd switchover cost in the model) keep a bound of their error plus 3 points
+  // multifd switchover cost in the model, a pass beginning as soon as the round is done) keep a
+  // bound of their error plus 3 points
   // (docs/results-validation/README.md says why each is off): a model change that moves any cell
   // further fails here.
   const GOAL = 0.1;
   const KNOWN: Record<string, { total?: number; downtime?: number }> = {
-    'precopy|rate:128:20000@256MiB/1gbit/1ch|stock': { downtime: 0.15 },
     'postcopy|random:100@256MiB/256mbit/1ch|relaxed(5000)': { total: 0.14 },
     'postcopy|random:200@512MiB/2.5gbit/1ch|frs': { total: 0.13 },
     'postcopy|random:200@512MiB/2.5gbit/1ch|switch-at-pass(2)': { total: 0.16 },
