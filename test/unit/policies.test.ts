@@ -90,6 +90,19 @@ describe('auto-converge', () => {
   });
 });
 
+describe('adaptive with xbzrle', () => {
+  it("asks for xbzrle with Proxmox's cache share only when the option is on", () => {
+    const ctx = { downtimeBudgetMs: 300, postcopyPermitted: false };
+    const off = resolvePolicy('adaptive');
+    expect(off.policy.setup(off.config, ctx)).not.toHaveProperty('xbzrle');
+    const on = resolvePolicy('adaptive', { xbzrle: 'true' });
+    expect(on.policy.setup(on.config, ctx)).toMatchObject({
+      autoConverge: false,
+      xbzrle: { cacheRamShare: 0.1, roundUpToPowerOf2: true },
+    });
+  });
+});
+
 describe('postcopy-after', () => {
   const { policy, config } = resolvePolicy('postcopy-after', { pass: '2' });
   it('switches to post-copy when pass K ends, once, and enables the capability', () => {
