@@ -18,15 +18,9 @@ import { parseWorkload } from '../../src/util/specs.js';
 const EXPECTED: Record<string, { verdict: ConstantFit['verdict']; worseOn: string[] }> = {
   'adaptive.observeMs@pc30': {
     verdict: 'off on the bench too',
-    worseOn: [
-      'hotcold:32:256:90', 'burst:200:1000:2500', 'burst:200:500:2500', 'burst:200:2000:2500', 'burst:200:3000:3000',
-      'burst:200:1000:6000', 'hotcold:8:256:90', 'hotcold:96:256:90', 'hotcold:32:384:80',
-    ],
+    worseOn: ['sweep:256:400', 'burst:200:2000:2500', 'burst:200:3000:3000', 'burst:400:1000:2500'],
   },
-  'adaptive.quietShare@pc30': {
-    verdict: 'off on the bench too',
-    worseOn: ['hotcold:32:256:90', 'burst:200:2000:2500', 'burst:200:3000:3000', 'hotcold:8:256:90', 'hotcold:96:256:90'],
-  },
+  'adaptive.quietShare@pc30': { verdict: 'fits only the bench', worseOn: ['burst:200:2000:2500', 'burst:200:3000:3000'] },
   'adaptive.quietWaitS@pc30': { verdict: 'robust', worseOn: [] },
   'adaptive.quietWaitS@120': { verdict: 'fits only the bench', worseOn: ['burst:400:1000:2500'] },
   'adaptive.minGainMs@20': {
@@ -40,7 +34,9 @@ const EXPECTED: Record<string, { verdict: ConstantFit['verdict']; worseOn: strin
   'adaptive.horizon@20': { verdict: 'fits only the bench', worseOn: ['sweep:128:200'] },
   'mp.heavyRatio@pc30': {
     verdict: 'off on the bench too',
-    worseOn: ['burst:200:1000:2500', 'burst:200:2000:2500', 'burst:200:3000:3000', 'burst:200:1000:6000'],
+    worseOn: [
+      'burst:200:1000:2500', 'burst:200:500:2500', 'burst:200:2000:2500', 'burst:200:3000:3000', 'burst:200:1000:6000',
+    ],
   },
   'mp.maxOverrun@pc30': { verdict: 'robust', worseOn: [] },
   'mp.hotSetTolerance@20': { verdict: 'no effect', worseOn: [] },
