@@ -19,7 +19,7 @@ import { relaxedLimit } from './oracle.js';
 import { assertPublishable, gitProvenance, type Provenance } from './provenance.js';
 import { hostEnvironment, readResults, referenceResults, type Results, type RunRecord } from './results.js';
 import { writeReports } from './report.js';
-import { benchSchedule, benchUnits, keepWholeReps, type PlannedRun } from './schedule.js';
+import { benchSchedule, benchUnits, keepWholeReps, parseMatrixPolicy, type PlannedRun } from './schedule.js';
 import { quantile } from './stats.js';
 
 /** The study's ladder for relaxed(L*), ms (defined with the shared ladder search in src/policy/relaxed.ts). */
@@ -120,7 +120,12 @@ export function validateBench(opts: BenchOptions): void {
       );
     if (opts.tap) throw new UsageError(`${multifd} runs multifd: the tap follows one stream, drop --tap`);
   }
-  for (const p of opts.policies) checkPolicyName(p, ['oracle']);
+  for (const p of opts.policies) {
+    const { policyName, config } = parseMatrixPolicy(p);
+    checkPolicyName(policyName, ['oracle']);
+    // A variant's options are checked by the policy's own schema (one line on a bad one).
+    if (Object.keys(config).length) resolvePolicy(policyName, config);
+  }
   if (opts.workloads.length === 0 || opts.policies.length === 0)
     throw new UsageError('name at least one workload and one policy');
   summaryConfig(opts.workloads, opts.summaryWorkloads);

@@ -7,6 +7,7 @@ import { policyLabel } from '../policy/registry.js';
  * block. A re-run replaces whole reps, never one policy's block (keepWholeReps).
  */
 
+import { UsageError } from '../util/errors.js';
 import type { Driver } from './config.js';
 import type { RunRecord } from './results.js';
 
@@ -37,6 +38,23 @@ const unit = (role: Role, policyName: string, config: Record<string, unknown> = 
   config,
   label: labelOf(policyName, config),
 });
+
+/**
+ * A matrix policy as the bench takes it: a name, or a name with options in brackets
+ * (`adaptive[xbzrle=true]`, `proxmox[autoConverge=false;xbzrle=true]`), so variants of one policy
+ * run side by side in the same reps. Reports label the variant as written.
+ */
+export function parseMatrixPolicy(spec: string): { policyName: string; config: Record<string, string> } {
+  const m = /^([a-z0-9-]+)(?:\[(.*)\])?$/.exec(spec.trim());
+  if (!m) throw new UsageError(`policy '${spec}': write NAME or NAME[key=value;key=value]`);
+  const config: Record<string, string> = {};
+  for (const kv of (m[2] ?? '').split(';').filter((x) => x.trim())) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new UsageError(`policy '${spec}': option '${kv}' is not key=value`);
+    config[kv.slice(0, eq).trim()] = kv.slice(eq + 1).trim();
+  }
+  return { policyName: m[1]!, config };
+}
 
 export interface UnitOptions {
   /** Policy names; `relaxed` = relaxed(L*) (the ladder), `oracle` = the oracle's candidates. */
@@ -71,7 +89,13 @@ export function interleave<T>(groups: T[][]): T[] {
 
 /** Everything that runs once per workload and rep, in its base order (rep 0). */
 export function benchUnits(o: UnitOptions): Unit[] {
-  const matrix = o.policies.filter((p) => p !== 'relaxed' && p !== 'oracle').map((p) => unit('matrix', p));
+  const matrix = o.policies
+    .filter((p) => p !== 'relaxed' && p !== 'oracle')
+    .map((p) => {
+      const { policyName, config } = parseMatrixPolicy(p);
+      const u = unit('matrix', policyName, config);
+      return Object.keys(config).length ? { ...u, label: p.trim() } : u;
+    });
   const wantsOracle = o.policies.includes('oracle');
   const ladder =
     o.policies.includes('relaxed') || wantsOracle

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BENCH_CONFIGS, benchConfig } from '../../src/bench/config.js';
-import { defaultLadder, optionsFromConfig, planOf } from '../../src/bench/run.js';
+import { defaultLadder, optionsFromConfig, planOf, validateBench } from '../../src/bench/run.js';
 import {
   benchSchedule,
   benchUnits,
@@ -8,6 +8,7 @@ import {
   interleave,
   keepWholeReps,
   oracleCandidates,
+  parseMatrixPolicy,
   rotationOffset,
   type Unit,
 } from '../../src/bench/schedule.js';
@@ -144,5 +145,33 @@ describe('a re-run replaces whole reps', () => {
     expect(kept.every((r) => r.rep === 2)).toBe(true);
     expect(kept).toHaveLength(3);
     expect(dropped).toHaveLength(3);
+  });
+});
+
+describe('policy variants in the matrix', () => {
+  it('runs NAME[key=value;…] as its own unit, labelled as written, beside the plain policy', () => {
+    const u = benchUnits({
+      policies: ['adaptive', 'adaptive[xbzrle=true]', 'proxmox[autoConverge=false; xbzrle=true]'],
+      ladder: [2000],
+      oracleMaxPass: 1,
+      postcopyPermitted: false,
+    });
+    expect(u.map((x) => [x.label, x.policyName, x.config])).toEqual([
+      ['adaptive', 'adaptive', {}],
+      ['adaptive[xbzrle=true]', 'adaptive', { xbzrle: 'true' }],
+      ['proxmox[autoConverge=false; xbzrle=true]', 'proxmox', { autoConverge: 'false', xbzrle: 'true' }],
+    ]);
+  });
+
+  it('refuses what is not NAME or NAME[key=value;…] in one line', () => {
+    expect(() => parseMatrixPolicy('adaptive[xbzrle]')).toThrow(/option 'xbzrle' is not key=value/);
+    expect(() => parseMatrixPolicy('adaptive[x=1')).toThrow(/write NAME or NAME\[key=value;key=value\]/);
+  });
+
+  it("checks a variant's options with the policy's own schema before anything runs", () => {
+    const opts = optionsFromConfig(benchConfig('production'), { out: '/tmp/x' });
+    expect(() => validateBench({ ...opts, policies: ['adaptive[xbzrle=true]'] })).not.toThrow();
+    expect(() => validateBench({ ...opts, policies: ['adaptive[nope=1]'] })).toThrow(/nope/);
+    expect(() => validateBench({ ...opts, policies: ['nosuch[x=1]'] })).toThrow(/unknown policy 'nosuch'/);
   });
 });
