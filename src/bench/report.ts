@@ -156,6 +156,7 @@ function vsBaselineBlocks(results: Results, sum: Summary): Block[] {
           'its stall',
           'every baseline: success, median stall, ×slowdown',
         ],
+        align: ['left', 'left', 'right', 'left'],
         rows: v.strongest.map((b) => [
           b.workload,
           b.policy ?? 'none completed every run',
@@ -174,6 +175,7 @@ function vsBaselineBlocks(results: Results, sum: Summary): Block[] {
       kind: 'table',
       table: {
         head: ['policy', 'workload', 'stall vs strongest', 'time vs strongest', 'data vs strongest'],
+        align: ['left', 'left', 'right', 'right', 'right'],
         rows: [
           ...v.perWorkload.map((r) => [
             r.policy,
