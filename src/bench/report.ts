@@ -337,7 +337,8 @@ export function headlineMarkdown(results: Results, sum: Summary = summarize(resu
     { kind: 'paragraph', text: setup },
     table!,
     how!,
-    ...vsBaselineBlocks(results, sum),
+    // Inside the README's own section: its tables without the report's heading.
+    ...vsBaselineBlocks(results, sum).filter((b) => b.kind !== 'heading'),
   ]).trimEnd();
 }
 
