@@ -42,43 +42,41 @@ const actions = (ds: Action[], run: Run, deadlineMs: number) => {
     });
 };
 
-describe.each([
-  'docs/results',
-  'docs/results-postcopy',
-  'docs/results-production',
-  'docs/results-production/ablation',
-])('replaying %s through the core', (dir) => {
-  const results = JSON.parse(readFileSync(`${dir}/results.json`, 'utf8')) as {
-    matrix: { ramMiB: number; downtimeBudgetMs: number; deadlineS: number };
-    runs: Run[];
-  };
-  const runs = results.runs.filter((r) => PASS_ONLY.has(r.policyName));
-  it(`takes the same actions in all ${runs.length} pass-only runs`, () => {
-    expect(runs.length).toBeGreaterThan(20);
-    const m = results.matrix;
-    for (const run of runs) {
-      const replayed = replayRun({
-        policyName: run.policyName,
-        policyConfig: run.policyConfig,
-        passTimeline: run.passTimeline,
-        ramBytes: m.ramMiB * 2 ** 20,
-        downtimeBudgetMs: m.downtimeBudgetMs,
-        deadlineMs: m.deadlineS * 1000,
-        postcopyPermitted: true,
-        outcome: run.outcome,
-        endedInPostcopy: run.verification === 'guest-check-only',
-      });
-      const deadlineMs = m.deadlineS * 1000;
-      expect(
-        actions(
-          replayed.map((d) => ({ kind: d.action.kind, pass: d.pass, reason: d.action.reason })),
-          run,
-          deadlineMs,
-        ),
-        `${run.workload} ${run.policyName}`,
-      ).toEqual(actions(run.decisions, run, deadlineMs));
-      for (const d of run.decisions.filter((x) => /deadline/.test(x.reason ?? '')))
-        expect((d as Action & { atMs: number }).atMs).toBeGreaterThanOrEqual(deadlineMs);
-    }
-  });
-});
+describe.each(['docs/results', 'docs/results-postcopy', 'docs/results-production'])(
+  'replaying %s through the core',
+  (dir) => {
+    const results = JSON.parse(readFileSync(`${dir}/results.json`, 'utf8')) as {
+      matrix: { ramMiB: number; downtimeBudgetMs: number; deadlineS: number };
+      runs: Run[];
+    };
+    const runs = results.runs.filter((r) => PASS_ONLY.has(r.policyName));
+    it(`takes the same actions in all ${runs.length} pass-only runs`, () => {
+      expect(runs.length).toBeGreaterThan(20);
+      const m = results.matrix;
+      for (const run of runs) {
+        const replayed = replayRun({
+          policyName: run.policyName,
+          policyConfig: run.policyConfig,
+          passTimeline: run.passTimeline,
+          ramBytes: m.ramMiB * 2 ** 20,
+          downtimeBudgetMs: m.downtimeBudgetMs,
+          deadlineMs: m.deadlineS * 1000,
+          postcopyPermitted: true,
+          outcome: run.outcome,
+          endedInPostcopy: run.verification === 'guest-check-only',
+        });
+        const deadlineMs = m.deadlineS * 1000;
+        expect(
+          actions(
+            replayed.map((d) => ({ kind: d.action.kind, pass: d.pass, reason: d.action.reason })),
+            run,
+            deadlineMs,
+          ),
+          `${run.workload} ${run.policyName}`,
+        ).toEqual(actions(run.decisions, run, deadlineMs));
+        for (const d of run.decisions.filter((x) => /deadline/.test(x.reason ?? '')))
+          expect((d as Action & { atMs: number }).atMs).toBeGreaterThanOrEqual(deadlineMs);
+      }
+    });
+  },
+);
