@@ -13,7 +13,12 @@ export function register(program: Command): void {
     .option('--workload <spec>', 'guest workload', 'random:200')
     .option('--ram <MiB>', 'guest RAM, MiB', positiveInt('--ram'), 512)
     .option('--link <spec>', 'emulated link', '1gbit')
-    .option('--deadline <s>', 'deadline per migration, s', positiveNumber('--deadline'), 20)
+    .option(
+      '--deadline <s>',
+      'deadline per migration, s (long enough for the production rules to act: KubeVirt needs 40 s)',
+      positiveNumber('--deadline'),
+      50,
+    )
     .option('--out <dir>', 'where to keep the results and reports', 'results/demo')
     .action(async (o) => {
       const signal = interruptSignal();
