@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { flag } from './config.js';
 import { qemuWillConverge } from './frs.js';
+import { PROXMOX_XBZRLE } from './proxmox.js';
 import { quietPhases, workingSetOf } from './working-set.js';
 import {
   CONTINUE,
@@ -187,7 +188,7 @@ export const adaptive: Policy<AdaptiveConfig> = {
     autoConverge: false,
     wantsRegions: true,
     workingSetWindowsMs: [125, 500],
-    ...(cfg.xbzrle ? { xbzrle: { cacheRamShare: 0.1, roundUpToPowerOf2: true } } : {}),
+    ...(cfg.xbzrle ? { xbzrle: PROXMOX_XBZRLE } : {}),
   }),
   decide(state, cfg): Action {
     if (hasActed(state, 'postcopy')) return CONTINUE;

@@ -50,6 +50,12 @@ export const ProxmoxConfigSchema = z
   .strict();
 export type ProxmoxConfig = z.infer<typeof ProxmoxConfigSchema>;
 
+/** Proxmox's xbzrle cache: 10% of RAM rounded up to a power of two (also adaptive's `xbzrle` option). */
+export const PROXMOX_XBZRLE: NonNullable<PolicySetup['xbzrle']> = {
+  cacheRamShare: 0.1,
+  roundUpToPowerOf2: true,
+};
+
 /** `xbzrle-cache-size` for a setup's `xbzrle` and the guest's RAM (Proxmox: 10%, rounded up to 2^k). */
 export function xbzrleCacheBytes(spec: NonNullable<PolicySetup['xbzrle']>, ramBytes: number): number {
   const bytes = Math.trunc(ramBytes * spec.cacheRamShare);
@@ -197,7 +203,7 @@ export const proxmox: Policy<ProxmoxConfig> = {
     downtimeLimitMs: Math.min(cfg.downtimeMs, MAX_DOWNTIME_LIMIT_MS),
     postcopy: false,
     autoConverge: cfg.autoConverge,
-    ...(cfg.xbzrle ? { xbzrle: { cacheRamShare: 0.1, roundUpToPowerOf2: true } } : {}),
+    ...(cfg.xbzrle ? { xbzrle: PROXMOX_XBZRLE } : {}),
   }),
   decide(state, cfg): Action {
     if (state.status !== 'active') return CONTINUE;
