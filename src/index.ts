@@ -10,6 +10,7 @@ export { simulate, type SimOptions, type SimResult } from './sim/index.js';
 export { evacuate, readFleet, buildFleet, plannerStrategy } from './sim/index.js';
 export { runStrategies } from './bench/fleet-report.js';
 /** Evacuating a host for real: a plan's VMs through the QMP or libvirt driver, N at a time or as the planner schedules them. */
-export { evacuateQmp, runQueue } from './migration/evacuate.js';
+export { evacuateQmp } from './migration/evacuate.js';
+export { runQueue } from './util/queue.js';
 export { evacuateLibvirt, type LibvirtEvacuee } from './libvirt/evacuate.js';
 export { parsePlan, readPlan, scheduleFor, type EvacuationPlan } from './bench/evacuate.js';

@@ -3,14 +3,8 @@ import { checkMigrationUri } from '../core/uri.js';
 import { checkLibvirtMigrateUri, type LibvirtEvacuee } from '../libvirt/evacuate.js';
 import { DomainName } from '../libvirt/checks.js';
 import { parseLocalUri } from '../libvirt/index.js';
-import {
-  makespanMs,
-  slotExitCode,
-  worstExitCode,
-  type QmpEvacuee,
-  type QueueRun,
-  type QueueSlot,
-} from '../migration/evacuate.js';
+import { slotExitCode, type QmpEvacuee } from '../migration/evacuate.js';
+import { makespanMs, worstExitCode, type QueueRun, type QueueSlot } from '../util/queue.js';
 import type { MigrationResult } from '../migration/session.js';
 import { resolvePolicy, type ResolvedPolicy } from '../policy/index.js';
 import { buildFleet, type Fleet, type FleetVm } from '../sim/fleet-spec.js';

@@ -3,7 +3,7 @@ import { leaksOf } from '../lab/clean.js';
 import { BASELINE_MS, Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { formatLink, type LinkSpec } from '../lab/link.js';
 import { SharedLabLink } from '../lab/shared-link.js';
-import { runQueue } from '../migration/evacuate.js';
+import { runQueue } from '../util/queue.js';
 import { formatLabWorkload, type LabWorkloadSpec } from '../util/specs.js';
 import { LabError } from '../util/errors.js';
 import {

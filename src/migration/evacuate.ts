@@ -5,9 +5,6 @@ import { EXIT, KvmigrateError, MigrationSetupError, type ExitCode } from '../uti
 import { runMigrations, type EvacuationHooks, type QueueRun, type QueueSlot } from '../util/queue.js';
 import { MigrationSession, type MigrationResult } from './session.js';
 
-// The queue lives in src/util/queue.ts (the libvirt driver runs it too); re-exported for its callers here.
-export { makespanMs, runQueue, worstExitCode, type QueueRun, type QueueSlot } from '../util/queue.js';
-
 /** One VM's exit code in an evacuation: from its result, else from how it failed to run. */
 export function slotExitCode(slot: QueueSlot<{ migration: MigrationResult; verified?: boolean }>): ExitCode {
   const r = slot.result;

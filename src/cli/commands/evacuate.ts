@@ -13,7 +13,8 @@ import { labEvacuation, type LabEvacuationReport } from '../../bench/lab-evacuat
 import { parseLink } from '../../lab/link.js';
 import type { MigrationResult } from '../../core/result.js';
 import { evacuateLibvirt } from '../../libvirt/evacuate.js';
-import { evacuateQmp, worstExitCode } from '../../migration/evacuate.js';
+import { evacuateQmp } from '../../migration/evacuate.js';
+import { worstExitCode } from '../../util/queue.js';
 import { parsePolicyOptions } from '../../policy/index.js';
 import { parseLabWorkload } from '../../util/specs.js';
 import { UsageError } from '../../util/errors.js';
