@@ -265,6 +265,17 @@ export function summarize(all: Results): Summary {
   return { cells, policies, workloads, summary, perPolicy, oracle, relaxed: relaxed.label, legacyDowntime };
 }
 
+/** A row's runs over every workload: relaxed(L*)'s ladder runs at L*, else the matrix policy's. */
+export function labelRuns(
+  results: Results,
+  relaxed: { label?: string; runs: RunRecord[] },
+  label: string,
+): RunRecord[] {
+  return label === relaxed.label
+    ? relaxed.runs
+    : results.runs.filter((r) => r.role === 'matrix' && r.policy === label);
+}
+
 /** One policy over the matrix: success, SLO success, and its geometric means vs relaxed(L*). */
 function policySummary(
   results: Results,
@@ -272,8 +283,7 @@ function policySummary(
   relaxed: { label?: string; runs: RunRecord[] },
   summaryWorkloads: string[],
 ): PolicySummary {
-  const runs =
-    p === relaxed.label ? relaxed.runs : results.runs.filter((r) => r.role === 'matrix' && r.policy === p);
+  const runs = labelRuns(results, relaxed, p);
   const base = {
     policy: p,
     successRate: runs.length ? runs.filter(ok).length / runs.length : NaN,

@@ -6,7 +6,7 @@
  * runs would otherwise be judged on its lucky ones). Pure: from the run records alone.
  */
 import { referenceResults, type Results, type RunRecord } from './results.js';
-import { geoRatiosOf, ratiosOf, relaxedRuns, type Ratios, type Summary } from './summary.js';
+import { geoRatiosOf, labelRuns, ratiosOf, relaxedRuns, type Ratios, type Summary } from './summary.js';
 
 /** The production rules kvmigrate is measured against (policy names in src/policy). */
 export const PRODUCTION_RULES = [
@@ -49,10 +49,7 @@ export function vsBaselines(all: Results, sum: Summary): VsBaselines | undefined
   const relaxed = relaxedRuns(results);
   const baselines = [...(relaxed.label ? [relaxed.label] : []), ...rules];
   const runsOf = (policy: string, w: string): RunRecord[] =>
-    (policy === relaxed.label
-      ? relaxed.runs
-      : results.runs.filter((r) => r.role === 'matrix' && r.policy === policy)
-    ).filter((r) => r.workload === w);
+    labelRuns(results, relaxed, policy).filter((r) => r.workload === w);
 
   const strongest = sum.workloads.map((w): StrongestBaseline => {
     const candidates = baselines.flatMap((p) => {
