@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { flag } from './config.js';
 import { qemuWillConverge } from './frs.js';
 import { PROXMOX_XBZRLE } from './proxmox.js';
+import { STEERED_THROTTLE_PARAMETERS, predictThrottled, type ThrottleOption } from './throttle-plan.js';
 import { quietPhases, workingSetOf } from './working-set.js';
 import {
   CONTINUE,
@@ -11,6 +12,7 @@ import {
   hasActed,
   type Action,
   type ControllerState,
+  type PassRecord,
   type Policy,
 } from './types.js';
 
@@ -92,6 +94,33 @@ export const AdaptiveConfigSchema = z
       .default(false)
       .describe(
         "Turn QEMU's xbzrle on (cache 10% of RAM, rounded up to a power of two), as Proxmox does; predictions ignore its compression.",
+      ),
+    /**
+     * Issue 17: throttling as a third way out when neither a switchover nor post-copy meets the
+     * budget. Off by default until benchmarked beside the production rules.
+     */
+    throttle: flag
+      .default(false)
+      .describe(
+        'May throttle the vCPUs (auto-converge) when no switchover or post-copy meets the budget and the stall it saves outweighs the vCPU time it takes (objective downtime).',
+      ),
+    /** QEMU sleeps a throttled vCPU p/(1−p) × 10 ms per 10 ms slice: 40 ms at 80%, 90 ms at 90%. */
+    maxThrottlePct: z.coerce
+      .number()
+      .int()
+      .min(10)
+      .max(99)
+      .default(80)
+      .describe(
+        'Highest vCPU throttle it sets, %. QEMU sleeps a vCPU p/(1−p) × 10 ms per 10 ms slice (40 ms at 80%, 90 ms at 90%, ~1 s at 99%): past this each sleep is a pause applications see.',
+      ),
+    /** A ms of vCPU time the throttle takes, in ms of stall: 0.1 = 10 s taken weighs as 1 s stalled. */
+    slowdownWeight: z.coerce
+      .number()
+      .min(0)
+      .default(0.1)
+      .describe(
+        'What a ms of vCPU time the throttle takes costs, in ms of stall (0.1: 10 s taken — 20 s at half speed — weighs as a 1 s stall).',
       ),
   })
   .strict();
@@ -189,6 +218,7 @@ export const adaptive: Policy<AdaptiveConfig> = {
     wantsRegions: true,
     workingSetWindowsMs: [125, 500],
     ...(cfg.xbzrle ? { xbzrle: PROXMOX_XBZRLE } : {}),
+    ...(cfg.throttle ? { autoConverge: true, parameters: { ...STEERED_THROTTLE_PARAMETERS } } : {}),
   }),
   decide(state, cfg): Action {
     if (hasActed(state, 'postcopy')) return CONTINUE;
@@ -234,6 +264,8 @@ export const adaptive: Policy<AdaptiveConfig> = {
       return { kind: 'continue', reason: 'adaptive: one pass is not a working-set curve yet' };
     }
     if (endedOnResync(state)) return { kind: 'continue', reason: 'adaptive: a quick re-sync, not a pass' };
+    const throttledAt = state.actions.find((a) => a.kind === 'throttle');
+    if (throttledAt) return whileThrottled(state, cfg, throttledAt.pass);
     // A guest with quiet phases: keep the budget and let QEMU converge by itself in one.
     // It leaves the last fifth of the deadline for the switchover.
     if (
@@ -251,7 +283,14 @@ export const adaptive: Policy<AdaptiveConfig> = {
     // kept it predicting gains until the deadline).
     const [before, last] = drained.slice(-2);
     if (before && last && last.dirtyAtEndBytes >= (1 - cfg.refuteEpsilon) * before.dirtyAtEndBytes) {
-      if (state.postcopyPermitted && precopyCannotMeetBudget(state))
+      const postcopyNow = state.postcopyPermitted && precopyCannotMeetBudget(state);
+      const throttled = throttleRather(
+        state,
+        cfg,
+        postcopyNow ? predictPostcopy(state, cfg) : predictOptions(state, cfg)[0]!,
+      );
+      if (throttled) return throttled;
+      if (postcopyNow)
         return toPostcopy(predictPostcopy(state, cfg), 'the last pass did not shrink the dirty set');
       return {
         kind: 'switchover',
@@ -269,11 +308,16 @@ export const adaptive: Policy<AdaptiveConfig> = {
       best = now;
     // Post-copy competes only when no pre-copy option meets the budget: it risks the guest if the
     // destination or the link fails before it ends.
-    if (state.postcopyPermitted && best.downtimeMs > state.downtimeBudgetMs) {
-      const pc = predictPostcopy(state, cfg);
-      if (score(pc, now, cfg) < score(best, now, cfg))
-        return toPostcopy(pc, `no pre-copy option meets the budget (best ${fmt(best)})`);
+    const pc =
+      state.postcopyPermitted && best.downtimeMs > state.downtimeBudgetMs
+        ? predictPostcopy(state, cfg)
+        : undefined;
+    const postcopyWins = pc !== undefined && score(pc, now, cfg) < score(best, now, cfg);
+    if (postcopyWins || best.morePasses === 0) {
+      const throttled = throttleRather(state, cfg, postcopyWins ? pc : best);
+      if (throttled) return throttled;
     }
+    if (postcopyWins) return toPostcopy(pc, `no pre-copy option meets the budget (best ${fmt(best)})`);
     if (best.morePasses > 0)
       return { kind: 'continue', reason: `adaptive: best is ${fmt(best)} (now: ${fmt(now)})` };
     const limit = Math.max(state.downtimeLimitMs + 1, Math.round(now.downtimeMs * cfg.limitMargin));
@@ -285,3 +329,70 @@ export const adaptive: Policy<AdaptiveConfig> = {
     };
   },
 };
+
+/**
+ * Throttling instead of `chosen` (the best switchover or post-copy), when that misses the budget:
+ * every throttle level up to `maxThrottlePct` is predicted, and the one with the least stall plus
+ * `slowdownWeight` × the vCPU time it takes is taken if that beats `chosen`'s stall by `minGainMs`.
+ */
+function throttleRather(state: ControllerState, cfg: AdaptiveConfig, chosen: Option): Action | undefined {
+  if (!cfg.throttle || cfg.objective !== 'downtime' || chosen.downtimeMs <= state.downtimeBudgetMs)
+    return undefined;
+  const W = workingSetOf(state);
+  const cost = (o: ThrottleOption) => o.downtimeMs + cfg.slowdownWeight * o.takenMs;
+  let best: ThrottleOption | undefined;
+  for (const percent of throttleLevels(cfg.maxThrottlePct)) {
+    const o = predictThrottled(state, W, percent, {
+      switchCostMs: cfg.switchCostMs,
+      epsilon: cfg.refuteEpsilon,
+      maxPasses: THROTTLED_PASSES,
+    });
+    if (o && (!best || cost(o) < cost(best))) best = o;
+  }
+  if (!best || cost(best) > chosen.downtimeMs - cfg.minGainMs) return undefined;
+  return {
+    kind: 'throttle',
+    percent: best.percent,
+    reason: `adaptive: ${chosen.postcopy ? 'post-copy' : 'switching'} now would stall ${chosen.downtimeMs.toFixed(0)} ms → throttle ${best.percent}%: predicted ${best.downtimeMs.toFixed(0)} ms stall after ${best.passes} passes, total ${(best.totalMs / 1000).toFixed(1)} s, ${(best.takenMs / 1000).toFixed(1)} s of vCPU time taken`,
+  };
+}
+
+/** 10, 20, … below the highest, then the highest: QEMU's own throttle steps are 10 points. */
+function throttleLevels(maxPct: number): number[] {
+  const levels: number[] = [];
+  for (let p = 10; p < maxPct; p += 10) levels.push(p);
+  return [...levels, maxPct];
+}
+
+/** Passes a throttle prediction looks ahead: QEMU converges by itself once the throttle bites. */
+const THROTTLED_PASSES = 30;
+
+/**
+ * After throttling, the passes no longer show the guest's own working set, so the model is not
+ * fitted again: QEMU converges by itself under the budget while the dirty set shrinks. It switches
+ * over once a pass that ran throttled (QEMU applies the throttle within two syncs) no longer
+ * shrinks it, or with the last fifth of the deadline left.
+ */
+function whileThrottled(state: ControllerState, cfg: AdaptiveConfig, throttledInPass: number): Action {
+  const drained = drainedPasses(state.passes);
+  const [before, last] = drained.slice(-2) as [PassRecord | undefined, PassRecord];
+  const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+  const nearDeadline = state.elapsedMs >= 0.8 * state.deadlineMs;
+  if (last.pass < throttledInPass + 2 && !nearDeadline)
+    return { kind: 'continue', reason: 'adaptive: throttled; waiting for a pass that ran throttled' };
+  const shrinking =
+    before !== undefined && last.dirtyAtEndBytes < (1 - cfg.refuteEpsilon) * before.dirtyAtEndBytes;
+  if (shrinking && !nearDeadline)
+    return {
+      kind: 'continue',
+      reason: `adaptive: throttled ${state.throttlePercent ?? 0}%, the dirty set shrinks (${mib(before.dirtyAtEndBytes)} → ${mib(last.dirtyAtEndBytes)})`,
+    };
+  const now = predictOptions(state, cfg)[0]!;
+  const limit = Math.max(state.downtimeLimitMs + 1, Math.round(now.downtimeMs * cfg.limitMargin));
+  return {
+    kind: 'switchover',
+    downtimeLimitMs: limit,
+    reason: `adaptive: throttled, ${nearDeadline ? 'the deadline nears' : `the dirty set stopped shrinking at ${mib(last.dirtyAtEndBytes)}`} → switch now, downtime-limit ${limit} ms`,
+    prediction: { downtimeMs: now.downtimeMs, totalMs: now.totalMs, bytes: now.bytes },
+  };
+}

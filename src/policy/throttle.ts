@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { STEERED_THROTTLE_PARAMETERS } from './throttle-plan.js';
 import { CONTINUE, drainedPasses, type Action, type Policy } from './types.js';
 
 export const ThrottleConfigSchema = z
@@ -45,13 +46,7 @@ export const throttle: Policy<ThrottleConfig> = {
     downtimeLimitMs: ctx.downtimeBudgetMs,
     postcopy: false,
     autoConverge: true,
-    // No throttle until the policy asks (1% is QEMU's smallest), and QEMU checks at every sync.
-    parameters: {
-      'cpu-throttle-initial': 1,
-      'cpu-throttle-increment': 1,
-      'max-cpu-throttle': 1,
-      'throttle-trigger-threshold': 1,
-    },
+    parameters: { ...STEERED_THROTTLE_PARAMETERS },
   }),
   decide(state, cfg): Action {
     if (!state.atPassEnd) return CONTINUE;

@@ -79,6 +79,34 @@ export function atPageSize(classes: PageClass[], pageBytes: number): PageClass[]
  * is left with estimate × downtime-limit; when under it, it syncs (bitmap |= log, costing time in
  * which nothing is sent) and either stops the guest (still under) or starts a new pass.
  */
+/** QEMU's auto-converge parameters, % (cpu-throttle-initial, -increment, max-cpu-throttle, throttle-trigger-threshold). */
+export interface AutoConvergeSteps {
+  initialPct: number;
+  incrementPct: number;
+  maxPct: number;
+  triggerPct: number;
+}
+
+/** QEMU's defaults (migration/options.c). */
+export const AUTO_CONVERGE_DEFAULTS: Readonly<AutoConvergeSteps> = {
+  initialPct: 20,
+  incrementPct: 10,
+  maxPct: 99,
+  triggerPct: 50,
+};
+
+/** The steps a policy's `migrate-set-parameters` values ask for, over QEMU's defaults. */
+export function autoConvergeSteps(parameters: Record<string, number> | undefined): AutoConvergeSteps {
+  const p = parameters ?? {};
+  const d = AUTO_CONVERGE_DEFAULTS;
+  return {
+    initialPct: p['cpu-throttle-initial'] ?? d.initialPct,
+    incrementPct: p['cpu-throttle-increment'] ?? d.incrementPct,
+    maxPct: p['max-cpu-throttle'] ?? d.maxPct,
+    triggerPct: p['throttle-trigger-threshold'] ?? d.triggerPct,
+  };
+}
+
 export class MigrationModel {
   t = 0;
   transferred = 0;
@@ -111,6 +139,8 @@ export class MigrationModel {
     private readonly o: ModelConfig,
     downtimeLimitMs: number,
     private readonly autoConverge: boolean,
+    /** Auto-converge's steps (QEMU's parameters; a steering policy sets all three to its pick). */
+    readonly throttleSteps: AutoConvergeSteps = { ...AUTO_CONVERGE_DEFAULTS },
   ) {
     this.page = o.params.pageBytes;
     this.fullPageBytes = this.page + PAGE_HEADER;
@@ -296,12 +326,20 @@ export class MigrationModel {
     }
     const seconds = Math.max(0.001, (this.t - this.passStart.t) / 1000);
     this.lastDirtyRate = loggedPages / seconds;
-    // auto-converge: throttle when the guest dirtied more than half of what was sent, twice in a row.
+    // auto-converge (migration_trigger_throttle): at every second sync that finds the guest dirtied
+    // more than the trigger threshold of what was sent, start at `initial`, then add `increment`, up
+    // to `max` (mig_throttle_guest_down).
     if (this.autoConverge) {
       const sent = this.transferred - this.passStart.transferred;
-      this.throttleArmed = loggedPages * this.page > 0.5 * sent ? this.throttleArmed + 1 : 0;
-      if (this.throttleArmed >= 2)
-        this.throttle = Math.min(0.99, this.throttle === 0 ? 0.2 : this.throttle + 0.1);
+      const steps = this.throttleSteps;
+      if (loggedPages * this.page > (steps.triggerPct / 100) * sent && ++this.throttleArmed >= 2) {
+        this.throttleArmed = 0;
+        const pct =
+          this.throttle === 0
+            ? steps.initialPct
+            : Math.min(steps.maxPct, this.throttle * 100 + steps.incrementPct);
+        this.throttle = Math.min(99, pct) / 100;
+      }
     }
     if (!newPass) return;
     this.pass++;

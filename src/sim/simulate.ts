@@ -7,7 +7,7 @@ import { UsageError } from '../util/errors.js';
 import { SharedLink, type LinkVariation } from './link.js';
 import type { PageClass } from './model.js';
 import { DEFAULT_PARAMS, streamCapBps, type ModelParams } from './params.js';
-import { MigrationModel, type ModelEnd } from './qemu-model.js';
+import { MigrationModel, autoConvergeSteps, type ModelEnd } from './qemu-model.js';
 
 const PAGE = 4096;
 const REGION_BYTES = 2 ** 21; // 2 MiB, as the live region sources
@@ -106,6 +106,7 @@ export class SimRun {
       { ramBytes: o.ramBytes, classes: o.classes, rttMs: o.rttMs ?? 0, params: this.params },
       setup.downtimeLimitMs,
       setup.autoConverge,
+      autoConvergeSteps(setup.parameters),
     );
     if (setup.wantsRegions) {
       this.core.attachRegions({
@@ -292,10 +293,13 @@ function carryOut(commands: Command[], core: Controller, m: MigrationModel): Mod
       case 'setDowntimeLimit':
         m.limitMs = cmd.downtimeLimitMs;
         break;
-      case 'setThrottle':
-        // cpu-throttle-percentage: the vCPUs run (100 − p)% of the time, so they write that much less.
-        m.throttle = Math.min(0.99, Math.max(0, cmd.percent / 100));
+      case 'setThrottle': {
+        // As the session does on QEMU: initial = increment = max = p, applied at auto-converge's
+        // next trigger; the vCPUs then run (100 − p)% of the time and write that much less.
+        const p = Math.max(1, cmd.percent);
+        Object.assign(m.throttleSteps, { initialPct: p, incrementPct: p, maxPct: p });
         break;
+      }
       case 'stopSource':
         m.paused = true;
         m.pausedAt = m.t;
