@@ -264,7 +264,7 @@ export const adaptive: Policy<AdaptiveConfig> = {
       return { kind: 'continue', reason: 'adaptive: one pass is not a working-set curve yet' };
     }
     if (endedOnResync(state)) return { kind: 'continue', reason: 'adaptive: a quick re-sync, not a pass' };
-    const throttledAt = state.actions.find((a) => a.kind === 'throttle');
+    const throttledAt = state.actions.findLast((a) => a.kind === 'throttle');
     if (throttledAt) return whileThrottled(state, cfg, throttledAt.pass);
     // A guest with quiet phases: keep the budget and let QEMU converge by itself in one.
     // It leaves the last fifth of the deadline for the switchover.
@@ -349,7 +349,9 @@ function throttleRather(state: ControllerState, cfg: AdaptiveConfig, chosen: Opt
     });
     if (o && (!best || cost(o) < cost(best))) best = o;
   }
+  // A predicted saving within what a pass must shrink to count (refuteEpsilon) is the model's noise.
   if (!best || cost(best) > chosen.downtimeMs - cfg.minGainMs) return undefined;
+  if (best.downtimeMs > (1 - cfg.refuteEpsilon) * chosen.downtimeMs) return undefined;
   return {
     kind: 'throttle',
     percent: best.percent,
@@ -369,9 +371,10 @@ const THROTTLED_PASSES = 30;
 
 /**
  * After throttling, the passes no longer show the guest's own working set, so the model is not
- * fitted again: QEMU converges by itself under the budget while the dirty set shrinks. It switches
- * over once a pass that ran throttled (QEMU applies the throttle within two syncs) no longer
- * shrinks it, or with the last fifth of the deadline left.
+ * fitted again: QEMU converges by itself under the budget while the dirty set shrinks. When a pass
+ * that ran throttled (QEMU applies the throttle within two syncs) does not shrink it, the throttle
+ * is raised once to `maxThrottlePct`; at that level it switches over, as it does with the last
+ * fifth of the deadline left.
  */
 function whileThrottled(state: ControllerState, cfg: AdaptiveConfig, throttledInPass: number): Action {
   const drained = drainedPasses(state.passes);
@@ -386,6 +389,16 @@ function whileThrottled(state: ControllerState, cfg: AdaptiveConfig, throttledIn
     return {
       kind: 'continue',
       reason: `adaptive: throttled ${state.throttlePercent ?? 0}%, the dirty set shrinks (${mib(before.dirtyAtEndBytes)} → ${mib(last.dirtyAtEndBytes)})`,
+    };
+  // The model assumed a guest that writes in proportion to the CPU it gets; one that catches up
+  // (a paced writer, a request queue) or saturates faster than its samples showed is not slowed as
+  // predicted. The throttle then gets one raise, to the highest, before giving up.
+  const percent = state.throttlePercent ?? 0;
+  if (!nearDeadline && percent < cfg.maxThrottlePct)
+    return {
+      kind: 'throttle',
+      percent: cfg.maxThrottlePct,
+      reason: `adaptive: throttled ${percent}%, the dirty set did not shrink (${mib(last.dirtyAtEndBytes)}) → throttle ${cfg.maxThrottlePct}%`,
     };
   const now = predictOptions(state, cfg)[0]!;
   const limit = Math.max(state.downtimeLimitMs + 1, Math.round(now.downtimeMs * cfg.limitMargin));
