@@ -1,5 +1,5 @@
 import type { MigrationInfo } from '../core/sample.js';
-import { activeShare, classClock, newlyDirtied, type PageClass } from './model.js';
+import { activeShare, classClock, newlyDirtied, throttledRate, type PageClass } from './model.js';
 import { faultMs, scanRate, syncMs, type ModelParams } from './params.js';
 
 /** Bytes on the wire besides the page itself: a page record header; a zero page is header + fill byte. */
@@ -276,7 +276,7 @@ export class MigrationModel {
     const scale = total > cap ? cap / total : 1;
     this.classes.forEach((k, i) => {
       k.log = Math.min(k.c.pages, k.log + fresh[i]! * scale);
-      if (k.c.sequential) k.cursor += k.c.rate * (1 - this.throttle) * dt * activeShare(k.c, t / 1000, dt);
+      if (k.c.sequential) k.cursor += throttledRate(k.c, this.throttle) * dt * activeShare(k.c, t / 1000, dt);
       if (
         k.c.periodS &&
         Math.floor(classClock(k.c, t / 1000) / k.c.periodS) !==
@@ -452,7 +452,7 @@ export class MigrationModel {
     return this.classes.map((k, i) =>
       k.c.sequential
         ? 0
-        : (k.c.rate * (1 - this.throttle) * activeShare(k.c, this.t / 1000, 0.001) * sw.missing![i]!) /
+        : (throttledRate(k.c, this.throttle) * activeShare(k.c, this.t / 1000, 0.001) * sw.missing![i]!) /
           Math.max(1, k.c.pages),
     );
   }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { MigrationInfo } from '../../src/core/sample.js';
 import { resolvePolicy } from '../../src/policy/index.js';
 import { maxMinShare, SharedLink } from '../../src/sim/link.js';
-import { startedAt, workloadClasses, type PageClass } from '../../src/sim/model.js';
+import { startedAt, TCG_GUEST, workloadClasses, type PageClass } from '../../src/sim/model.js';
 import { DEFAULT_PARAMS, syncMs } from '../../src/sim/params.js';
 import { simulate, type SimOptions } from '../../src/sim/simulate.js';
 import { parseWorkload } from '../../src/util/specs.js';
@@ -151,10 +151,19 @@ describe('page size, vCPUs, KVM dirty logging', () => {
 
 describe('the core’s commands reach the model', () => {
   it('setThrottle slows the guest’s writes: throttle converges where stock does not', () => {
-    const classes = w('rate:200:40000');
+    // A writer as fast as its vCPU runs (40k pages/s): the throttle slows it in proportion.
+    const classes = workloadClasses(parseWorkload('random:200'), { ...TCG_GUEST, maxWriteRate: 40_000 });
     expect(run({ classes, deadlineMs: 20_000 }).outcome).toBe('cancelled');
     const r = run({ classes, deadlineMs: 20_000 }, 'throttle');
     expect(r.outcome).toBe('completed');
+    expect(r.decisions.some((d) => d.action.kind === 'throttle')).toBe(true);
+  });
+
+  it('a paced writer catches up under the throttle while its vCPU share allows', () => {
+    // rate:200:40000 paces 40k pages/s; at 80% its vCPU still runs 0.2 × 6.8 M/s: unaffected.
+    const classes = w('rate:200:40000');
+    const r = run({ classes, deadlineMs: 20_000 }, 'throttle');
+    expect(r.outcome).toBe('cancelled');
     expect(r.decisions.some((d) => d.action.kind === 'throttle')).toBe(true);
   });
 });
