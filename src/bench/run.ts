@@ -3,7 +3,7 @@ import { writeFileAtomic } from '../util/fs.js';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { buildGuestImage, defaultCacheDir } from '../lab/image.js';
-import { Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
+import { checkWorkloadFits, Lab, migrateLab, type LabMigrationResult } from '../lab/lab.js';
 import { migrateLibvirtLab } from '../lab/libvirt-migrate.js';
 import { LibvirtPair } from '../lab/libvirt-pair.js';
 import { formatLink, parseLink } from '../lab/link.js';
@@ -108,7 +108,7 @@ export function validateBench(opts: BenchOptions): void {
   parseLink(opts.link);
   const cells = opts.workloads.map((w) => cellOf(w, opts));
   for (const c of cells) {
-    parseLabWorkload(c.workload);
+    checkWorkloadFits(parseLabWorkload(c.workload), c.ramMiB);
     parseLink(c.link);
   }
   const multifd = opts.workloads.find((w, i) => cells[i]!.channels > 1);

@@ -76,6 +76,14 @@ export interface LabInfo {
   multifdChannels?: number;
 }
 
+/** The guest program's memory must fit beside the kernel (~96 MiB) in the guest's RAM. */
+export function checkWorkloadFits(workload: LabWorkloadSpec, ramMiB: number): void {
+  if (workloadFootprintMib(workload) > ramMiB - 96)
+    throw new LabError(
+      `workload ${formatWorkload(workload)} needs more RAM than a ${ramMiB} MiB guest has (keep ~96 MiB for the kernel): raise --ram`,
+    );
+}
+
 /**
  * A lab pair: a source VM running the workload and a destination VM waiting for it (-incoming
  * defer, -S so it stays paused after completion until verified), on an emulated link.
@@ -99,11 +107,7 @@ export class Lab {
   static async start(opts: LabOptions): Promise<Lab> {
     const accel = opts.accel ?? 'tcg';
     const log = opts.log ?? (() => undefined);
-    if (workloadFootprintMib(opts.workload) > opts.ramMiB - 96) {
-      throw new LabError(
-        `workload ${formatWorkload(opts.workload)} needs more RAM than a ${opts.ramMiB} MiB guest has (keep ~96 MiB for the kernel): raise --ram`,
-      );
-    }
+    checkWorkloadFits(opts.workload, opts.ramMiB);
     const multifd = opts.multifdChannels ?? 1;
     if (!Number.isInteger(multifd) || multifd < 1 || multifd > 64)
       throw new LabError(`multifd channels must be a whole number 1…64, not ${opts.multifdChannels}`);

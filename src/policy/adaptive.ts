@@ -114,6 +114,18 @@ export const AdaptiveConfigSchema = z
       .describe(
         'Highest vCPU throttle it sets, %. QEMU sleeps a vCPU p/(1−p) × 10 ms per 10 ms slice (40 ms at 80%, 90 ms at 90%, ~1 s at 99%): past this each sleep is a pause applications see.',
       ),
+    /**
+     * The throttle prediction extrapolates the working-set curve to the short windows a throttled
+     * guest runs in (calc-dirty-rate's noisiest); a smaller predicted saving is within its error.
+     */
+    throttleMinSaving: z.coerce
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.2)
+      .describe(
+        'Throttle only for a predicted saving of at least this share of the stall: the throttled prediction extrapolates the working-set curve to short windows, where it errs most.',
+      ),
     /** A ms of vCPU time the throttle takes, in ms of stall: 0.1 = 10 s taken weighs as 1 s stalled. */
     slowdownWeight: z.coerce
       .number()
@@ -349,9 +361,8 @@ function throttleRather(state: ControllerState, cfg: AdaptiveConfig, chosen: Opt
     });
     if (o && (!best || cost(o) < cost(best))) best = o;
   }
-  // A predicted saving within what a pass must shrink to count (refuteEpsilon) is the model's noise.
   if (!best || cost(best) > chosen.downtimeMs - cfg.minGainMs) return undefined;
-  if (best.downtimeMs > (1 - cfg.refuteEpsilon) * chosen.downtimeMs) return undefined;
+  if (best.downtimeMs > (1 - cfg.throttleMinSaving) * chosen.downtimeMs) return undefined;
   return {
     kind: 'throttle',
     percent: best.percent,

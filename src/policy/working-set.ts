@@ -49,9 +49,12 @@ export function latestSamples(state: ControllerState): { seconds: number; bytes:
 }
 
 /**
- * Whether the guest alternates between busy and quiet phases: within the samples of the last
- * `spanMs`, the slowest dirty rate is under `quietShare` of the fastest. Returns the busiest rate
- * and when the first quiet sample of the whole migration was taken.
+ * Whether the guest alternates between busy and quiet phases: within the samples of one window
+ * length taken in the last `spanMs`, the slowest dirty rate is under `quietShare` of the fastest.
+ * Windows are compared only with their own length: a guest that saturates its working set shows a
+ * lower rate over a longer window without ever being quiet (measured: a uniform writer over
+ * 200 MiB read 1.7 GiB/s over 125 ms and ~340 MiB/s over 500 ms, and was taken for a bursty guest).
+ * Returns the busiest rate and when the first quiet sample of the whole migration was taken.
  */
 export function quietPhases(
   state: ControllerState,
@@ -59,11 +62,18 @@ export function quietPhases(
   spanMs = 10_000,
 ): { busyBps: number; firstQuietAtMs: number } | undefined {
   const all = state.workingSetSamples ?? [];
-  const recent = all.filter((s) => s.atMs >= state.elapsedMs - spanMs);
-  if (recent.length < 3) return undefined;
+  if (all.filter((s) => s.atMs >= state.elapsedMs - spanMs).length < 3) return undefined;
   const rate = (s: { seconds: number; bytes: number }) => s.bytes / s.seconds;
-  const busyBps = Math.max(...recent.map(rate));
-  const isQuiet = (s: { seconds: number; bytes: number }) => rate(s) <= quietShare * busyBps;
-  if (busyBps <= 0 || !recent.some(isQuiet) || recent.every(isQuiet)) return undefined;
-  return { busyBps, firstQuietAtMs: all.find(isQuiet)!.atMs };
+  let found: { busyBps: number; firstQuietAtMs: number } | undefined;
+  for (const seconds of new Set(all.map((s) => s.seconds))) {
+    const same = all.filter((s) => s.seconds === seconds);
+    const recent = same.filter((s) => s.atMs >= state.elapsedMs - spanMs);
+    if (recent.length < 2) continue;
+    const busyBps = Math.max(...recent.map(rate));
+    const isQuiet = (s: { seconds: number; bytes: number }) => rate(s) <= quietShare * busyBps;
+    if (busyBps <= 0 || !recent.some(isQuiet) || recent.every(isQuiet)) continue;
+    const firstQuietAtMs = same.find(isQuiet)!.atMs;
+    if (!found || firstQuietAtMs < found.firstQuietAtMs) found = { busyBps, firstQuietAtMs };
+  }
+  return found;
 }

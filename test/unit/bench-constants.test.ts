@@ -20,7 +20,7 @@ const EXPECTED: Record<string, { verdict: ConstantFit['verdict']; worseOn: strin
     verdict: 'off on the bench too',
     worseOn: ['sweep:256:400', 'burst:200:2000:2500', 'burst:200:3000:3000', 'burst:400:1000:2500'],
   },
-  'adaptive.quietShare@pc30': { verdict: 'fits only the bench', worseOn: ['burst:200:2000:2500', 'burst:200:3000:3000'] },
+  'adaptive.quietShare@pc30': { verdict: 'no effect', worseOn: [] },
   'adaptive.quietWaitS@pc30': { verdict: 'robust', worseOn: [] },
   'adaptive.quietWaitS@120': { verdict: 'fits only the bench', worseOn: ['burst:400:1000:2500'] },
   'adaptive.minGainMs@20': {

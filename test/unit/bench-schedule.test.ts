@@ -172,6 +172,10 @@ describe('policy variants in the matrix', () => {
     const opts = optionsFromConfig(benchConfig('production'), { out: '/tmp/x' });
     expect(() => validateBench({ ...opts, policies: ['adaptive[xbzrle=true]'] })).not.toThrow();
     expect(() => validateBench({ ...opts, policies: ['adaptive[nope=1]'] })).toThrow(/nope/);
+    // A workload that does not fit the guest is refused before anything boots, not at its first run.
+    expect(() => validateBench({ ...opts, workloads: ['random:200', 'hotcold:48:384:80'] })).toThrow(
+      /hotcold:48:384:80 needs more RAM than a 512 MiB guest has/,
+    );
     expect(() => validateBench({ ...opts, policies: ['nosuch[x=1]'] })).toThrow(/unknown policy 'nosuch'/);
   });
 });
