@@ -120,12 +120,16 @@ describe('adaptive: throttling (issue 17)', () => {
     expect(policy.decide(growing(), adaptive({ throttle: 'true' }).config)).toMatchObject({ percent: 80 });
   });
 
-  it('does not throttle where no throttle it may set shrinks the working set', () => {
+  it('where the model sees no clear gain, it probes once at the highest level (its short windows err most)', () => {
     const { policy, config } = adaptive({ throttle: 'true' });
-    expect(policy.decide(saturated(), config).kind).toBe('switchover');
+    expect(policy.decide(saturated(), config)).toMatchObject({
+      kind: 'throttle',
+      percent: 80,
+      reason: /not predicted to pay .* → probe: throttle 80%/,
+    });
   });
 
-  it('does not throttle when the slowdown is weighed as heavily as a stall', () => {
+  it('neither throttles nor probes when the slowdown is weighed as heavily as a stall', () => {
     const { policy, config } = adaptive({ throttle: 'true', slowdownWeight: '1' });
     expect(policy.decide(growing(), config).kind).toBe('switchover');
   });
