@@ -20,6 +20,7 @@ import {
 import { MigrationInfoSchema, type MigrationInfo } from '../core/sample.js';
 import { checkMigrationUri } from '../core/uri.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
+import { steeredThrottleParameters } from '../policy/throttle-plan.js';
 import {
   QmpClient,
   QmpConnectionError,
@@ -395,17 +396,9 @@ export class MigrationSession {
           case 'recoverPostcopy':
             await this.recoverPostcopy();
             break;
-          case 'setThrottle': {
-            // QEMU has no "set the throttle now": auto-converge applies initial, then + increment,
-            // capped at max, at each check. All three at p makes the next check land on p.
-            const p = Math.max(1, cmd.percent);
-            await this.src.execute('migrate-set-parameters', {
-              'cpu-throttle-initial': p,
-              'cpu-throttle-increment': p,
-              'max-cpu-throttle': p,
-            });
+          case 'setThrottle':
+            await this.src.execute('migrate-set-parameters', steeredThrottleParameters(cmd.percent));
             break;
-          }
           default: {
             const never: never = cmd;
             throw new Error(`unhandled command ${JSON.stringify(never)}`);

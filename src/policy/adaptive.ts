@@ -332,20 +332,30 @@ export const adaptive: Policy<AdaptiveConfig> = {
     if (postcopyWins) return toPostcopy(pc, `no pre-copy option meets the budget (best ${fmt(best)})`);
     if (best.morePasses > 0)
       return { kind: 'continue', reason: `adaptive: best is ${fmt(best)} (now: ${fmt(now)})` };
-    const limit = Math.max(state.downtimeLimitMs + 1, Math.round(now.downtimeMs * cfg.limitMargin));
-    return {
-      kind: 'switchover',
-      downtimeLimitMs: limit,
-      reason: `adaptive: switch now (${fmt(now)}), downtime-limit ${limit} ms`,
-      prediction: { downtimeMs: now.downtimeMs, totalMs: now.totalMs, bytes: now.bytes },
-    };
+    return switchNow(state, cfg, now, `switch now (${fmt(now)})`);
   },
 };
 
 /**
+ * Switch over with a finite downtime-limit from the prediction (× limitMargin), so QEMU itself
+ * picks the moment within the pass when its exact dirty count fits.
+ */
+function switchNow(state: ControllerState, cfg: AdaptiveConfig, now: Option, why: string): Action {
+  const limit = Math.max(state.downtimeLimitMs + 1, Math.round(now.downtimeMs * cfg.limitMargin));
+  return {
+    kind: 'switchover',
+    downtimeLimitMs: limit,
+    reason: `adaptive: ${why}, downtime-limit ${limit} ms`,
+    prediction: { downtimeMs: now.downtimeMs, totalMs: now.totalMs, bytes: now.bytes },
+  };
+}
+
+/**
  * Throttling instead of `chosen` (the best switchover or post-copy), when that misses the budget:
  * every throttle level up to `maxThrottlePct` is predicted, and the one with the least stall plus
- * `slowdownWeight` × the vCPU time it takes is taken if that beats `chosen`'s stall by `minGainMs`.
+ * `slowdownWeight` × the vCPU time it takes is taken if that beats `chosen`'s stall by `minGainMs`
+ * and saves at least `throttleMinSaving` of it. Otherwise one probe at `maxThrottlePct` measures
+ * what the model cannot see, when its vCPU time weighs less than the most it could save.
  */
 function throttleRather(state: ControllerState, cfg: AdaptiveConfig, chosen: Option): Action | undefined {
   if (!cfg.throttle || cfg.objective !== 'downtime' || chosen.downtimeMs <= state.downtimeBudgetMs)
@@ -375,11 +385,11 @@ function throttleRather(state: ControllerState, cfg: AdaptiveConfig, chosen: Opt
   // No clear gain predicted — but the prediction errs most here: it reads the short windows a
   // throttled guest runs in off calc-dirty-rate's noisiest samples, and a guest's writes need not
   // scale with its CPU share (measured on hot/cold guests at 80%: 0.5–1.4 s against 1.2–1.5 s
-  // predicted). One probe at the highest level measures it, for the vCPU time of about two passes
-  // (QEMU applies a throttle within two syncs); it pays only if that costs less than the most a
-  // throttle could save, the stall down to the budget.
+  // predicted). One probe at the highest level measures it, for the vCPU time of about three passes
+  // (QEMU applies a throttle within two syncs, and the pass that shows it runs throttled too); it pays
+  // only if that costs less than the most a throttle could save, the stall down to the budget.
   const B = Math.max(1, state.bandwidthBps);
-  const probeTakenMs = (cfg.maxThrottlePct / 100) * 2 * (state.passes.at(-1)!.dirtyAtEndBytes / B) * 1000;
+  const probeTakenMs = (cfg.maxThrottlePct / 100) * 3 * (state.passes.at(-1)!.dirtyAtEndBytes / B) * 1000;
   if (cfg.slowdownWeight * probeTakenMs >= chosen.downtimeMs - state.downtimeBudgetMs) return undefined;
   const predicted = best ? `predicted ${best.downtimeMs.toFixed(0)} ms at ${best.percent}%` : 'no prediction';
   return {
@@ -430,12 +440,18 @@ function whileThrottled(state: ControllerState, cfg: AdaptiveConfig, throttledIn
       percent: cfg.maxThrottlePct,
       reason: `adaptive: throttled ${percent}%, the dirty set did not shrink (${mib(last.dirtyAtEndBytes)}) → throttle ${cfg.maxThrottlePct}%`,
     };
+  const why = `throttled, ${nearDeadline ? 'the deadline nears' : `the dirty set stopped shrinking at ${mib(last.dirtyAtEndBytes)}`}`;
+  // The throttle was taken over post-copy too: when it did not meet the budget, post-copy is
+  // weighed again against what the throttled dirty set now costs to stop and copy.
   const now = predictOptions(state, cfg)[0]!;
-  const limit = Math.max(state.downtimeLimitMs + 1, Math.round(now.downtimeMs * cfg.limitMargin));
-  return {
-    kind: 'switchover',
-    downtimeLimitMs: limit,
-    reason: `adaptive: throttled, ${nearDeadline ? 'the deadline nears' : `the dirty set stopped shrinking at ${mib(last.dirtyAtEndBytes)}`} → switch now, downtime-limit ${limit} ms`,
-    prediction: { downtimeMs: now.downtimeMs, totalMs: now.totalMs, bytes: now.bytes },
-  };
+  if (state.postcopyPermitted && now.downtimeMs > state.downtimeBudgetMs) {
+    const pc = predictPostcopy(state, cfg);
+    if (pc.downtimeMs < now.downtimeMs)
+      return {
+        kind: 'postcopy',
+        reason: `adaptive: ${why} → post-copy now (downtime ${pc.downtimeMs.toFixed(0)} ms vs ${now.downtimeMs.toFixed(0)} ms stopping)`,
+        prediction: { downtimeMs: pc.downtimeMs, totalMs: pc.totalMs, bytes: pc.bytes },
+      };
+  }
+  return switchNow(state, cfg, now, `${why} → switch now`);
 }

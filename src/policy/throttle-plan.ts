@@ -1,9 +1,8 @@
 import type { ControllerState } from './types.js';
 
 /**
- * Auto-converge parameters for a throttle the controller steers itself: no throttle until it asks
- * (1% is QEMU's smallest) and QEMU may act at every sync. The session sets initial = increment =
- * max = p to ask for p (QEMU has no "set the throttle now").
+ * Auto-converge parameters for a throttle the controller steers itself: QEMU throttles by 1% (its
+ * smallest) until the controller asks for more, and may act at every rate period (≥ 1 s of syncs).
  */
 export const STEERED_THROTTLE_PARAMETERS: Readonly<Record<string, number>> = {
   'cpu-throttle-initial': 1,
@@ -11,6 +10,15 @@ export const STEERED_THROTTLE_PARAMETERS: Readonly<Record<string, number>> = {
   'max-cpu-throttle': 1,
   'throttle-trigger-threshold': 1,
 };
+
+/**
+ * Asking QEMU for a throttle of p%: it has no "set the throttle now", so initial = increment =
+ * max = p makes auto-converge's next step land on p, from any throttle (mig_throttle_guest_down).
+ */
+export function steeredThrottleParameters(percent: number): Record<string, number> {
+  const p = Math.max(1, Math.round(percent));
+  return { 'cpu-throttle-initial': p, 'cpu-throttle-increment': p, 'max-cpu-throttle': p };
+}
 
 /**
  * How long QEMU's throttle holds a vCPU off per slice, ms: it runs a 10 ms timeslice, then sleeps
@@ -37,8 +45,9 @@ export interface ThrottleOption {
  * Predicts "throttle the vCPUs to `percent` now, then let QEMU converge": a throttled guest runs
  * (1 − p) of the time, so within a pass of τ seconds it dirties W((1 − p)·τ) — the unthrottled
  * working-set curve `W` at its own running time. QEMU applies a new throttle at a later dirty sync
- * (at every second sync that finds the guest dirtying faster than the threshold:
- * migration_trigger_throttle), so the pass under way runs unthrottled, and maybe the next one. It iterates until the dirty set fits the budget (QEMU
+ * (every second rate period that finds the guest dirtying faster than the threshold:
+ * migration_trigger_throttle), so the pass under way runs unthrottled; QEMU may take one more,
+ * which this optimistic prediction leaves out (the controller judges only passes that ran throttled). It iterates until the dirty set fits the budget (QEMU
  * switches by itself, mid-pass at the dip) or stops shrinking by `epsilon` (the throttled
  * working set: stop-and-copy it), within `maxPasses` and the deadline.
  */

@@ -70,15 +70,6 @@ export function atPageSize(classes: PageClass[], pageBytes: number): PageClass[]
   }));
 }
 
-/**
- * A deterministic model of QEMU's migration thread, driven by page classes. Mean-field: counts,
- * not page identities. Per step the streams send what the link gives them from the migration
- * bitmap (full pages cost a page + header, zero pages 9 bytes, each page is scanned for zeros);
- * the guest dirties pages into the dirty log. Every `checkMs` QEMU updates its bandwidth estimate
- * (bytes sent over the last ≥100 ms window, as migration_update_counters does) and compares what
- * is left with estimate × downtime-limit; when under it, it syncs (bitmap |= log, costing time in
- * which nothing is sent) and either stops the guest (still under) or starts a new pass.
- */
 /** QEMU's auto-converge parameters, % (cpu-throttle-initial, -increment, max-cpu-throttle, throttle-trigger-threshold). */
 export interface AutoConvergeSteps {
   initialPct: number;
@@ -95,10 +86,12 @@ export const AUTO_CONVERGE_DEFAULTS: Readonly<AutoConvergeSteps> = {
   triggerPct: 50,
 };
 
-/** The steps a policy's `migrate-set-parameters` values ask for, over QEMU's defaults. */
-export function autoConvergeSteps(parameters: Record<string, number> | undefined): AutoConvergeSteps {
+/** The steps `migrate-set-parameters` values ask for, over `d` (QEMU's defaults). */
+export function autoConvergeSteps(
+  parameters: Record<string, number> | undefined,
+  d: Readonly<AutoConvergeSteps> = AUTO_CONVERGE_DEFAULTS,
+): AutoConvergeSteps {
   const p = parameters ?? {};
-  const d = AUTO_CONVERGE_DEFAULTS;
   return {
     initialPct: p['cpu-throttle-initial'] ?? d.initialPct,
     incrementPct: p['cpu-throttle-increment'] ?? d.incrementPct,
@@ -107,6 +100,15 @@ export function autoConvergeSteps(parameters: Record<string, number> | undefined
   };
 }
 
+/**
+ * A deterministic model of QEMU's migration thread, driven by page classes. Mean-field: counts,
+ * not page identities. Per step the streams send what the link gives them from the migration
+ * bitmap (full pages cost a page + header, zero pages 9 bytes, each page is scanned for zeros);
+ * the guest dirties pages into the dirty log. Every `checkMs` QEMU updates its bandwidth estimate
+ * (bytes sent over the last ≥100 ms window, as migration_update_counters does) and compares what
+ * is left with estimate × downtime-limit; when under it, it syncs (bitmap |= log, costing time in
+ * which nothing is sent) and either stops the guest (still under) or starts a new pass.
+ */
 export class MigrationModel {
   t = 0;
   transferred = 0;
@@ -127,6 +129,8 @@ export class MigrationModel {
   private throttleArmed = 0;
   private lastDirtyRate = 0;
   private passStart = { t: 0, transferred: 0 };
+  /** QEMU's rate period: syncs over ≥ 1 s (time_last_bitmap_sync, num_dirty_pages_period). */
+  private period = { t: 0, transferred: 0, dirtyPages: 0 };
   private window = { t: 0, transferred: 0 };
   private busyUntil = 0;
   private zeroToSend: number;
@@ -326,20 +330,28 @@ export class MigrationModel {
     }
     const seconds = Math.max(0.001, (this.t - this.passStart.t) / 1000);
     this.lastDirtyRate = loggedPages / seconds;
-    // auto-converge (migration_trigger_throttle): at every second sync that finds the guest dirtied
-    // more than the trigger threshold of what was sent, start at `initial`, then add `increment`, up
-    // to `max` (mig_throttle_guest_down).
-    if (this.autoConverge) {
-      const sent = this.transferred - this.passStart.transferred;
-      const steps = this.throttleSteps;
-      if (loggedPages * this.page > (steps.triggerPct / 100) * sent && ++this.throttleArmed >= 2) {
-        this.throttleArmed = 0;
-        const pct =
-          this.throttle === 0
-            ? steps.initialPct
-            : Math.min(steps.maxPct, this.throttle * 100 + steps.incrementPct);
-        this.throttle = Math.min(99, pct) / 100;
+    // auto-converge (migration_bitmap_sync → migration_trigger_throttle): QEMU looks at a period of
+    // over 1 s of syncs; at every second period in which the guest dirtied more than the trigger
+    // threshold of what was sent, it starts at `initial`, then adds `increment`, up to `max`
+    // (mig_throttle_guest_down).
+    this.period.dirtyPages += loggedPages;
+    if (this.t > this.period.t + 1000) {
+      if (this.autoConverge) {
+        const sent = this.transferred - this.period.transferred;
+        const steps = this.throttleSteps;
+        if (
+          this.period.dirtyPages * this.page > (steps.triggerPct / 100) * sent &&
+          ++this.throttleArmed >= 2
+        ) {
+          this.throttleArmed = 0;
+          const pct =
+            this.throttle === 0
+              ? steps.initialPct
+              : Math.min(steps.maxPct, this.throttle * 100 + steps.incrementPct);
+          this.throttle = Math.min(99, pct) / 100;
+        }
       }
+      this.period = { t: this.t, transferred: this.transferred, dirtyPages: 0 };
     }
     if (!newPass) return;
     this.pass++;

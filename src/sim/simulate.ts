@@ -3,6 +3,7 @@ import type { GuestRunsOn } from '../core/ending.js';
 import type { MigrationInfo } from '../core/sample.js';
 import type { ResolvedPolicy } from '../policy/registry.js';
 import type { PassRecord } from '../policy/types.js';
+import { steeredThrottleParameters } from '../policy/throttle-plan.js';
 import { UsageError } from '../util/errors.js';
 import { SharedLink, type LinkVariation } from './link.js';
 import type { PageClass } from './model.js';
@@ -293,13 +294,13 @@ function carryOut(commands: Command[], core: Controller, m: MigrationModel): Mod
       case 'setDowntimeLimit':
         m.limitMs = cmd.downtimeLimitMs;
         break;
-      case 'setThrottle': {
-        // As the session does on QEMU: initial = increment = max = p, applied at auto-converge's
-        // next trigger; the vCPUs then run (100 − p)% of the time and write that much less.
-        const p = Math.max(1, cmd.percent);
-        Object.assign(m.throttleSteps, { initialPct: p, incrementPct: p, maxPct: p });
+      case 'setThrottle':
+        // The same parameters the session sets on QEMU, applied at auto-converge's next step.
+        Object.assign(
+          m.throttleSteps,
+          autoConvergeSteps(steeredThrottleParameters(cmd.percent), m.throttleSteps),
+        );
         break;
-      }
       case 'stopSource':
         m.paused = true;
         m.pausedAt = m.t;

@@ -158,6 +158,11 @@ describe('adaptive: throttling (issue 17)', () => {
     expect(a).toMatchObject({ kind: 'switchover', reason: /stopped shrinking at 118\.0 MiB/ });
     // A finite limit from the prediction, so QEMU may still switch at a dip within the pass.
     if (a.kind === 'switchover') expect(a.downtimeLimitMs).toBeLessThan(2000);
+    // With post-copy permitted, a throttle that left more than the budget is weighed against it again.
+    expect(policy.decide({ ...s5, postcopyPermitted: true }, config)).toMatchObject({
+      kind: 'postcopy',
+      reason: /stopped shrinking at 118\.0 MiB → post-copy now/,
+    });
     // Below the highest level, a throttle that did not bite is raised once, to the highest.
     expect(policy.decide({ ...s5, throttlePercent: 30 }, config)).toMatchObject({
       kind: 'throttle',
