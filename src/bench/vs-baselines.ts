@@ -45,7 +45,10 @@ export function vsBaselines(all: Results, sum: Summary): VsBaselines | undefined
   const results = referenceResults(all);
   const rules = sum.policies.filter((p) => (PRODUCTION_RULES as readonly string[]).includes(p));
   if (rules.length === 0) return undefined;
-  const ours = sum.policies.filter((p) => (OUR_POLICIES as readonly string[]).includes(p));
+  // Ours with options too (bench variants such as adaptive[throttle=true]); a rule only as shipped.
+  const ours = sum.policies.filter((p) =>
+    (OUR_POLICIES as readonly string[]).includes(p.replace(/\[.*\]$/, '')),
+  );
   const relaxed = relaxedRuns(results);
   const baselines = [...(relaxed.label ? [relaxed.label] : []), ...rules];
   const runsOf = (policy: string, w: string): RunRecord[] =>

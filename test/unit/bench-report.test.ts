@@ -301,10 +301,16 @@ describe('against the strongest baseline (issue 17)', () => {
         ...runs('b', 'xen', 1800),
         ...runs('a', 'adaptive', 500),
         ...runs('b', 'adaptive', 1800),
+        // A bench variant of ours is ours too; a rule's variant is not a baseline.
+        ...runs('a', 'adaptive[throttle=true]', 250, { policyName: 'adaptive' }),
+        ...runs('b', 'adaptive[throttle=true]', 900, { policyName: 'adaptive' }),
+        ...runs('a', 'proxmox[xbzrle=false]', 100, { policyName: 'proxmox' }),
       ],
       ['a', 'b'],
     );
     const md = reportMarkdown(r);
+    expect(md).toMatch(/\| adaptive\[throttle=true\] \| a\s+\| −75%/);
+    expect(md).toMatch(/\| adaptive\[throttle=true\] \| b\s+\| −50%/);
     expect(md).toContain('## Against the strongest baseline');
     expect(md).toMatch(/\| a\s+\| proxmox\s+\| 1002 ms/);
     expect(md).toMatch(/\| b\s+\| xen\s+\| 1802 ms/);
