@@ -205,3 +205,28 @@ describe('adaptive with throttle in the simulator (same core, QEMU model)', () =
     expect(on.decisions.at(-1)!.action.kind).toBe('switchover');
   });
 });
+
+describe('adaptive: a starting limit below the budget (startLimitShare)', () => {
+  it('sets QEMU’s first downtime-limit to that share of the budget; the default is the budget', () => {
+    const ctx = { downtimeBudgetMs: 300, postcopyPermitted: false };
+    expect(adaptive().policy.setup(adaptive().config, ctx).downtimeLimitMs).toBe(300);
+    const low = adaptive({ startLimitShare: '0.33' });
+    expect(low.policy.setup(low.config, ctx).downtimeLimitMs).toBe(99);
+  });
+
+  it('a guest QEMU converges by itself stalls less under the lower limit (simulator)', () => {
+    const run = (share: string) =>
+      simulate({
+        policy: adaptive({ startLimitShare: share }),
+        classes: workloadClasses(parseWorkload('rate:200:10000')),
+        ramBytes: 512 * MiB,
+        linkBps: linkBps('1gbit').bps,
+        downtimeBudgetMs: 300,
+        deadlineMs: 60_000,
+      });
+    const budget = run('1');
+    const low = run('0.33');
+    expect([budget.outcome, low.outcome]).toEqual(['completed', 'completed']);
+    expect(low.downtimeMs).toBeLessThan(0.6 * budget.downtimeMs);
+  });
+});

@@ -41,7 +41,7 @@ describe('kvmigrate policies', () => {
     expect(docs.stableJaccard).toMatchObject({ type: 'number 0–1', default: '0.8' });
     expect(docs.maxOverrun).toMatchObject({ type: 'number > 0', default: '4' });
     const a = Object.fromEntries(policyOptionDocs(adaptive as Policy<unknown>).map((d) => [d.name, d]));
-    expect(Object.keys(a)).toHaveLength(15);
+    expect(Object.keys(a)).toHaveLength(16);
     expect(a.objective).toMatchObject({ type: 'downtime | total | data | balanced', default: 'downtime' });
     expect(a.horizon).toMatchObject({ type: 'integer 1–30', default: '6' });
     expect(a.xbzrle).toMatchObject({ type: 'boolean', default: 'false' });
