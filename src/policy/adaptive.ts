@@ -248,13 +248,6 @@ export const adaptive: Policy<AdaptiveConfig> = {
   }),
   decide(state, cfg): Action {
     if (hasActed(state, 'postcopy')) return CONTINUE;
-    const fmt = (o: Option) =>
-      `${o.postcopy ? 'post-copy' : `+${o.morePasses} passes`}: downtime ${o.downtimeMs.toFixed(0)} ms, total ${(o.totalMs / 1000).toFixed(1)} s, ${(o.bytes / 2 ** 20).toFixed(0)} MiB`;
-    const toPostcopy = (o: Option, why: string): Action => ({
-      kind: 'postcopy',
-      reason: `adaptive: ${why} → post-copy now (${fmt(o)})`,
-      prediction: { downtimeMs: o.downtimeMs, totalMs: o.totalMs, bytes: o.bytes },
-    });
     const quiet = quietPhases(state, cfg.quietShare);
     // During the bulk pass: once the guest has been watched long enough to show it has no quiet
     // phases, and its working set cannot fit the budget, post-copy at once sends every page once.
@@ -309,15 +302,11 @@ export const adaptive: Policy<AdaptiveConfig> = {
     // kept it predicting gains until the deadline).
     const [before, last] = drained.slice(-2);
     if (before && last && last.dirtyAtEndBytes >= (1 - cfg.refuteEpsilon) * before.dirtyAtEndBytes) {
-      const postcopyNow = state.postcopyPermitted && precopyCannotMeetBudget(state);
-      const throttled = throttleRather(
-        state,
-        cfg,
-        postcopyNow ? predictPostcopy(state, cfg) : predictOptions(state, cfg)[0]!,
-      );
+      const pcNow =
+        state.postcopyPermitted && precopyCannotMeetBudget(state) ? predictPostcopy(state, cfg) : undefined;
+      const throttled = throttleRather(state, cfg, pcNow ?? predictOptions(state, cfg)[0]!);
       if (throttled) return throttled;
-      if (postcopyNow)
-        return toPostcopy(predictPostcopy(state, cfg), 'the last pass did not shrink the dirty set');
+      if (pcNow) return toPostcopy(pcNow, 'the last pass did not shrink the dirty set');
       return {
         kind: 'switchover',
         reason: `adaptive: the last pass did not shrink the dirty set (${(last.dirtyAtEndBytes / 2 ** 20).toFixed(1)} ≥ ${(1 - cfg.refuteEpsilon).toFixed(2)} × ${(before.dirtyAtEndBytes / 2 ** 20).toFixed(1)} MiB) → switch now`,
@@ -349,6 +338,17 @@ export const adaptive: Policy<AdaptiveConfig> = {
     return switchNow(state, cfg, now, `switch now (${fmt(now)})`);
   },
 };
+
+const fmt = (o: Option) =>
+  `${o.postcopy ? 'post-copy' : `+${o.morePasses} passes`}: downtime ${o.downtimeMs.toFixed(0)} ms, total ${(o.totalMs / 1000).toFixed(1)} s, ${(o.bytes / 2 ** 20).toFixed(0)} MiB`;
+
+function toPostcopy(o: Option, why: string): Action {
+  return {
+    kind: 'postcopy',
+    reason: `adaptive: ${why} → post-copy now (${fmt(o)})`,
+    prediction: { downtimeMs: o.downtimeMs, totalMs: o.totalMs, bytes: o.bytes },
+  };
+}
 
 /**
  * Switch over with a finite downtime-limit from the prediction (× limitMargin), so QEMU itself
@@ -460,12 +460,7 @@ function whileThrottled(state: ControllerState, cfg: AdaptiveConfig, throttledIn
   const now = predictOptions(state, cfg)[0]!;
   if (state.postcopyPermitted && now.downtimeMs > state.downtimeBudgetMs) {
     const pc = predictPostcopy(state, cfg);
-    if (pc.downtimeMs < now.downtimeMs)
-      return {
-        kind: 'postcopy',
-        reason: `adaptive: ${why} → post-copy now (downtime ${pc.downtimeMs.toFixed(0)} ms vs ${now.downtimeMs.toFixed(0)} ms stopping)`,
-        prediction: { downtimeMs: pc.downtimeMs, totalMs: pc.totalMs, bytes: pc.bytes },
-      };
+    if (pc.downtimeMs < now.downtimeMs) return toPostcopy(pc, `${why} (stopping: ${fmt(now)})`);
   }
   return switchNow(state, cfg, now, `${why} → switch now`);
 }
